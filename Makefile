@@ -1,0 +1,42 @@
+# kafka-saga. `make demo` and `make test` are all a fresh machine needs (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv demo test test-unit lint bench clean kafka-start kafka-stop
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kafka-saga needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check saga services tests bench
+	$(VENV)/bin/mypy
+
+# The whole suite: lint, unit tests, integration tests on real Kafka (testcontainers).
+# pytest exits 5 when it ran no test; that is a failure here too.
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m "not integration and not embedded" $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m saga.demo $(DEMO_ARGS)
+
+bench: venv
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+kafka-start: venv
+	$(VENV)/bin/saga kafka start
+kafka-stop: venv
+	$(VENV)/bin/saga kafka stop
+
+clean:
+	-$(VENV)/bin/saga kafka stop
+	rm -rf .saga .mypy_cache .ruff_cache .pytest_cache

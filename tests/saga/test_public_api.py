@@ -1,0 +1,36 @@
+"""The public API is what ``saga.__all__`` names; removing a name breaks users."""
+
+from __future__ import annotations
+
+import saga
+
+# Add to this list when the API grows; a name leaves it only with a major version.
+PUBLIC_NAMES = {
+    "CodecError",
+    "ConfigError",
+    "KafkaUnavailable",
+    "SagaError",
+    "Settings",
+    "TopicMismatch",
+}
+
+
+def test_no_public_name_disappears() -> None:
+    missing = PUBLIC_NAMES - set(saga.__all__)
+    assert not missing, f"public names removed from saga.__all__: {sorted(missing)}"
+
+
+def test_every_exported_name_exists_and_is_listed() -> None:
+    for name in saga.__all__:
+        assert getattr(saga, name) is not None, name
+    assert set(saga.__all__) == PUBLIC_NAMES, "a new public name must be added to this test"
+
+
+def test_every_error_descends_from_the_one_root() -> None:
+    from saga import errors
+
+    classes = [v for v in vars(errors).values()
+               if isinstance(v, type) and issubclass(v, Exception)]
+    assert len(classes) > 5
+    assert all(issubclass(c, saga.SagaError) for c in classes)
+    assert all(isinstance(c.retryable, bool) for c in classes)
