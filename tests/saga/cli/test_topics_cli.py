@@ -19,7 +19,8 @@ def test_topics_create_then_check_through_the_cli(settings: Settings) -> None:
     assert set(json.loads(created.stdout).values()) == {"created"}
     again = run_saga(settings, "topics", "create")
     assert again.returncode == 0
-    assert "exists" in again.stdout and "created" not in again.stdout
+    assert "exists" in again.stdout
+    assert "created" not in again.stdout
 
     ok = run_saga(settings, "topics", "check")
     assert ok.returncode == 0, ok.stdout

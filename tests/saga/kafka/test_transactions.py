@@ -93,7 +93,8 @@ def test_consume_transform_produce_commits_offsets_atomically(
         for message in batch:
             producer.produce(sink, value=b"out-" + (message.value() or b""))
         partition, offset = batch[-1].partition(), batch[-1].offset()
-        assert partition is not None and offset is not None
+        assert partition is not None
+        assert offset is not None
         producer.send_offsets_to_transaction(
             [TopicPartition(source, partition, offset + 1)],
             consumer.consumer_group_metadata(), 30)
