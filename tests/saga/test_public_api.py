@@ -30,7 +30,10 @@ def test_every_error_descends_from_the_one_root() -> None:
     from saga import errors
 
     classes = [v for v in vars(errors).values()
-               if isinstance(v, type) and issubclass(v, Exception)]
+               if isinstance(v, type) and issubclass(v, saga.SagaError)]
+    others = [v for v in vars(errors).values() if isinstance(v, type)
+              and issubclass(v, Exception) and not issubclass(v, saga.SagaError)]
+    assert others == []
     assert len(classes) > 5
     assert all(issubclass(c, saga.SagaError) for c in classes)
     assert all(isinstance(c.retryable, bool) for c in classes)
