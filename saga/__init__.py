@@ -5,11 +5,16 @@ detail that may change between releases (tests/saga/test_public_api.py guards th
 """
 
 from saga.config import Settings
+from saga.engine.context import SagaContext
+from saga.engine.lifecycle import SagaStatus
+from saga.engine.workflow import RetryPolicy, hours, minutes, seconds, workflow
 from saga.errors import (
     CodecError,
     ConfigError,
     KafkaUnavailable,
+    NonDeterminismError,
     SagaError,
+    StepFailed,
     TopicMismatch,
 )
 
@@ -17,7 +22,16 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "KafkaUnavailable",
+    "NonDeterminismError",
+    "RetryPolicy",
+    "SagaContext",
     "SagaError",
+    "SagaStatus",
     "Settings",
+    "StepFailed",
     "TopicMismatch",
+    "hours",
+    "minutes",
+    "seconds",
+    "workflow",
 ]

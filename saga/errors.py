@@ -78,3 +78,24 @@ class SchemaMismatch(CodecError):
 
 class PayloadTooLarge(CodecError):
     """A JSON body exceeds the configured maximum size."""
+
+
+class StepFailed(SagaError):
+    """A step of the workflow failed for good; raised inside the workflow function.
+
+    ``reason`` is the service's BusinessError reason, ``retries_exhausted`` after the
+    retry policy gave up, or ``cancelled``.
+    """
+
+    def __init__(self, reason: str, *, service: str = "", command: str = "",
+                 detail: str = "") -> None:
+        where = f"{service}.{command}" if service else "step"
+        super().__init__(f"{where} failed: {reason}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+        self.service = service
+        self.command = command
+        self.detail = detail
+
+
+class NonDeterminismError(SagaError):
+    """Replaying a saga took another path than its journal records; the saga is parked."""

@@ -9,9 +9,18 @@ PUBLIC_NAMES = {
     "CodecError",
     "ConfigError",
     "KafkaUnavailable",
+    "NonDeterminismError",
+    "RetryPolicy",
+    "SagaContext",
     "SagaError",
+    "SagaStatus",
     "Settings",
+    "StepFailed",
     "TopicMismatch",
+    "hours",
+    "minutes",
+    "seconds",
+    "workflow",
 }
 
 
