@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from saga.cli import kafka_commands
+from saga.cli import kafka_commands, saga_commands
 from saga.config import Settings
 from saga.errors import SagaError
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env SAGA_TOPIC_PREFIX; default: none)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kafka_commands.register(commands)
+    saga_commands.register(commands)
     return parser
 
 

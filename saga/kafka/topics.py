@@ -47,15 +47,24 @@ class TopicSpec:
 
 
 def load_specs(settings: Settings, path: Path = SPEC_FILE) -> list[TopicSpec]:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read topic specs {path}: {exc}") from exc
+    raw = _read(path)
     specs = [_spec(settings, name, entry) for name, entry in raw.get("topics", {}).items()]
     services = raw.get("services", {})
     for service in services.get("names", []):
         specs.append(_spec(settings, f"{service}.commands", services))
     return specs
+
+
+def service_topic_spec(settings: Settings, service: str, path: Path = SPEC_FILE) -> TopicSpec:
+    """The command topic of any service, listed in topics.toml or not."""
+    return _spec(settings, f"{service}.commands", _read(path).get("services", {}))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read topic specs {path}: {exc}") from exc
 
 
 def command_topic(settings: Settings, service: str) -> str:

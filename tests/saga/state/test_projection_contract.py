@@ -1,0 +1,95 @@
+"""One contract for every Projection implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from saga.state import MemoryProjection, Projection, ProjectionCorrupt, RocksProjection
+from saga.state.port import checksum
+from tests.saga.engine.sim import Sim
+from tests.saga.engine.test_decider import ORDER, order_registry
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def projection(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Projection]:
+    store: Projection = (MemoryProjection() if request.param == "memory"
+                         else RocksProjection(tmp_path / "projection"))
+    yield store
+    store.close()
+
+
+def _sim() -> Sim:
+    sim = Sim(order_registry())
+    for i in range(3):
+        sim.start(f"o-{i}", "order", {**ORDER, "id": f"o-{i}"})
+        sim.reply(f"o-{i}", f"o-{i}:0:1", {"charge": i})
+    return sim
+
+
+def test_commit_then_read_back(projection: Projection) -> None:
+    sim = _sim()
+    entries = [e for h in sim.history.values() for e in h]
+    projection.commit(sim.states, entries, {0: 17, 2: 5})
+    for saga_id, state in sim.states.items():
+        assert projection.get(saga_id) == state
+        assert projection.history(saga_id) == sim.history[saga_id]
+    assert projection.get("nope") is None
+    assert projection.history("nope") == []
+    assert projection.journal_offset(0) == 17
+    assert projection.journal_offset(2) == 5
+    assert projection.journal_offset(1) is None
+    assert sorted(s.saga_id for s in projection.states()) == ["o-0", "o-1", "o-2"]
+
+
+def test_commit_is_idempotent_and_offsets_advance(projection: Projection) -> None:
+    sim = _sim()
+    entries = [e for h in sim.history.values() for e in h]
+    projection.commit(sim.states, entries, {0: 3})
+    first = checksum(projection.states())
+    projection.commit(sim.states, entries, {0: 9})
+    assert checksum(projection.states()) == first
+    assert first[1] == 3
+    assert projection.journal_offset(0) == 9
+
+
+def test_checksum_sees_any_difference(projection: Projection) -> None:
+    sim = _sim()
+    projection.commit(sim.states, [], {})
+    before = checksum(projection.states())
+    sim.reply("o-1", "o-1:1:1", {"reserved": 1})
+    projection.commit({"o-1": sim.states["o-1"]}, [], {})
+    assert checksum(projection.states())[0] != before[0]
+
+
+def test_saga_ids_that_prefix_each_other_stay_apart(projection: Projection) -> None:
+    sim = Sim(order_registry())
+    for saga_id in ("a", "a/b", "a\x01"):
+        sim.start(saga_id, "order", ORDER)
+    projection.commit(sim.states, [e for h in sim.history.values() for e in h], {})
+    for saga_id in ("a", "a/b", "a\x01"):
+        assert projection.history(saga_id) == sim.history[saga_id]
+
+
+def test_rocks_unreadable_projection_is_wiped(tmp_path: Path) -> None:
+    path = tmp_path / "projection"
+    path.mkdir()
+    (path / "CURRENT").write_text("garbage\n")
+    with pytest.raises(ProjectionCorrupt, match="delete the folder"):
+        RocksProjection(path)
+    projection, wiped = RocksProjection.open_or_rebuild(path)
+    assert wiped is True
+    assert list(projection.states()) == []
+    projection.close()
+
+
+def test_rocks_read_only_sees_committed_data(tmp_path: Path) -> None:
+    writer = RocksProjection(tmp_path / "p")
+    sim = _sim()
+    writer.commit(sim.states, [], {0: 1})
+    reader = RocksProjection(tmp_path / "p", read_only=True)
+    assert reader.get("o-1") == sim.states["o-1"]
+    reader.close()
+    writer.close()
