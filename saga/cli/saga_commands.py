@@ -323,17 +323,18 @@ def rebuild_projection(settings: Settings, into: Path) -> tuple[str, int, int]:
 
 
 def _progress_line(label: str) -> Any:
+    """A progress reporter: redraws one line on a terminal, a line a second elsewhere."""
     last = [0.0]
+    tty = sys.stderr.isatty()
 
     def report(done: int, total: int) -> None:
         now = time.monotonic()
-        if now - last[0] >= 0.5 or done == total:
+        if now - last[0] >= (0.2 if tty else 1.0) or done == total:
             last[0] = now
             share = f" ({100 * done // total}%)" if total else ""
-            print(f"\r{label}: {done}/{total} journal records{share}", end="",
+            line = f"{label}: {done}/{total} journal records{share}"
+            print(f"\r{line}" if tty else line, end="" if tty and done != total else "\n",
                   file=sys.stderr, flush=True)
-            if done == total:
-                print(file=sys.stderr)
 
     return report
 

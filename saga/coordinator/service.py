@@ -107,6 +107,10 @@ class Coordinator:
         self.consumer = clients.consumer(
             self.bootstrap, f"{prefix}saga-coordinator",
             **{"partition.assignment.strategy": "cooperative-sticky",
+               # Static membership: a restarted instance takes its partitions straight
+               # back instead of waiting out the dead member's session.
+               "group.instance.id": f"{prefix}coordinator-{self.config.instance_id}",
+               "session.timeout.ms": 10000,
                "max.poll.interval.ms": 300000})
         self.consumer.subscribe([self.inbox], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)

@@ -56,14 +56,16 @@ def ledger_report(store: ServiceStore) -> dict[str, Any]:
 
 # ---- inventory: stock levels and reservations ------------------------------------------
 def load_stock(path: Path) -> None:
-    """Seed the stock from a JSON file (sku -> quantity) the first time the service runs."""
+    """Seed stock levels from a JSON file (sku -> quantity).
+
+    Only skus the store does not know yet are seeded: a restarted service keeps the
+    levels its reservations left, rather than resetting them.
+    """
     stock = orjson.loads(path.read_bytes())
 
     def seed(store: ServiceStore) -> None:
-        if store.get("stock-seeded") is None:
-            writes: dict[str, Any] = {f"stock/{sku}": int(qty) for sku, qty in stock.items()}
-            writes["stock-seeded"] = True
-            store.commit(writes)
+        store.commit({f"stock/{sku}": int(qty) for sku, qty in stock.items()
+                      if store.get(f"stock/{sku}") is None})
 
     inventory.on_start.append(seed)
 
