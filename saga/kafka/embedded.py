@@ -75,7 +75,15 @@ def kafka_env(properties: dict[str, str]) -> dict[str, str]:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64.
+
+    One that starts with '-' would be read as an option by kafka-storage's argument
+    parser, so such ids are drawn again.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if cluster_id[0] != "-":
+            return cluster_id
 
 
 def free_port() -> int:

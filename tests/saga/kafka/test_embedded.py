@@ -117,3 +117,11 @@ def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Java 17 or newer is needed" in result.stderr
     assert "apt-get install openjdk-17-jre-headless" in result.stderr
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from saga.kafka.embedded import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)
