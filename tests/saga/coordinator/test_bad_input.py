@@ -56,14 +56,14 @@ def test_poison_inputs_are_dead_lettered_and_processing_goes_on(settings: Settin
     assert states["after"].status is SagaStatus.COMPLETED
     letters = read_topic(settings.bootstrap_servers, settings.topic("saga.dlq"))
     reasons = {}
-    for key, letter, headers in letters:
+    for letter_key, letter, headers in letters:
         header = dict(headers)
         record = good.decode_dead_letter(letter)
         assert record["component"] == "coordinator"
         assert record["source_topic"] == settings.topic("saga.inbox")
         assert header["saga.dlq.reason"].decode() == record["reason"]
         assert record["detail"]
-        reasons[key] = (record["reason"], record["detail"])
+        reasons[letter_key] = (record["reason"], record["detail"])
     assert {k: r for k, (r, _) in reasons.items()} == {
         b"garbage": "undecodable", b"trunc": "undecodable", b"u": "undecodable",
         b"x": "undecodable", b"t": "undecodable", b"big": "undecodable",
@@ -76,8 +76,8 @@ def test_poison_inputs_are_dead_lettered_and_processing_goes_on(settings: Settin
     assert "PayloadTooLarge" in reasons[b"big"][1]
     assert "no workflow named 'no-such-saga'" in reasons[b"u-1"][1]
     # the dead letter keeps the original bytes, so an operator can redrive them
-    for key, letter, _ in letters:
-        if key == b"garbage":
+    for letter_key, letter, _ in letters:
+        if letter_key == b"garbage":
             assert good.decode_dead_letter(letter)["value"] == b"\x00\x01not avro at all"
     stack_history = _ignored_reasons(settings, "live-1")
     assert stack_history == ["duplicate_reply"]
