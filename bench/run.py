@@ -1,0 +1,313 @@
+"""`make bench`: throughput and latency of the saga engine on a real broker.
+
+Every figure is measured in the same run as its baseline, so ratios hold on any machine:
+
+* ceiling      a plain confluent-kafka transactional consume->produce loop in Python over
+               the same topics and record sizes (one journal-sized and one command-sized
+               record out per input, offsets in the transaction, 500 per batch)
+* coordinator  inputs/s through the real coordinator process, with a fast in-process
+               responder in place of the services
+* end to end   order sagas/s with the five real service processes
+* step latency p50/p99 from a command's decision to its reply's, from the journal
+* rebuild      journal events/s replayed into a fresh projection
+
+Results: bench/results/<UTC time>.json and bench/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from saga.audit import percentile
+from saga.cli.reads import LocalProjections
+from saga.cli.saga_commands import rebuild_projection
+from saga.config import Settings
+from saga.engine import events as ev
+from saga.engine.inputs import CommandReply, DeliverSignal, StartSaga
+from saga.kafka import clients
+from saga.kafka.embedded import EmbeddedKafka
+from saga.kafka.messages import Messages
+from saga.kafka.topics import admin_client, create_topics, load_specs
+from saga.stack import SERVICE_NAMES, Stack
+
+RESULTS = Path(__file__).parent / "results"
+STOCK = {"sku-1": 10**9, "sku-rare": 0}
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def order(saga_id: str, rare: bool) -> dict[str, Any]:
+    return {"id": saga_id, "customer": "c-1", "amount_cents": 4599,
+            "items": [{"sku": "sku-rare" if rare else "sku-1", "qty": 1}]}
+
+
+def fresh_settings(base: Settings, label: str) -> Settings:
+    state = Path(tempfile.mkdtemp(prefix=f"saga-bench-{label}-"))
+    settings = base.with_(topic_prefix=f"bench-{label}-{uuid.uuid4().hex[:6]}.", state_dir=state)
+    create_topics(admin_client(settings.bootstrap_servers), load_specs(settings))
+    return settings
+
+
+def send_orders(stack: Stack, count: int, prefix: str) -> list[str]:
+    ids = [f"{prefix}-{n:06d}" for n in range(count)]
+    for n, saga_id in enumerate(ids):
+        stack.send(saga_id, StartSaga("order", order(saga_id, rare=n % 5 == 0)))
+        stack.send(saga_id, DeliverSignal("warehouse_picked", None))
+    stack.flush()
+    return ids
+
+
+def wait_all(stack: Stack, ids: list[str], timeout_s: float) -> tuple[float, dict[str, Any]]:
+    began = time.monotonic()
+    last = -1
+    while True:
+        states = stack.states()
+        done = sum(1 for i in ids if i in states and states[i].terminal)
+        if done != last:
+            last = done
+            say(f"  {done}/{len(ids)} sagas ended")
+        if done == len(ids):
+            return time.monotonic() - began, states
+        if time.monotonic() - began > timeout_s:
+            raise RuntimeError(f"only {done}/{len(ids)} sagas ended in {timeout_s}s:\n"
+                               + "\n".join(stack.dead()))
+        time.sleep(0.25)
+
+
+# ---- the ceiling ---------------------------------------------------------------------------
+def ceiling(base: Settings, count: int) -> dict[str, Any]:
+    """Inputs/s of a bare transactional consume->produce loop over the same topics."""
+    settings = fresh_settings(base, "ceiling")
+    messages = Messages()
+    inbox, journal = settings.topic("saga.inbox"), settings.topic("saga.journal")
+    commands = settings.topic("payments.commands")
+    sample_entry = messages.encode_entry(ev.Entry("o-000001", 3, 0, ev.CommandIssued(
+        1, "o-000001:1:1", "inventory", "reserve", "ACTION", 1, order("o-000001", False),
+        ("inventory", "release"))))
+    sample_command = messages.encode_command("order", ev.CommandIssued(
+        1, "o-000001:1:1", "inventory", "reserve", "ACTION", 1, order("o-000001", False)),
+        inbox, 0)
+    producer = clients.producer(settings.bootstrap_servers)
+    for n in range(count):
+        saga_id = f"o-{n:06d}"
+        producer.produce(inbox, messages.encode_inbox(saga_id, CommandReply(
+            f"{saga_id}:0:1", "payments", "OK", {"charge_id": "ch-1", "amount_cents": 4599},
+            "")), saga_id.encode())
+        if n % 10000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    loop_producer = clients.producer(settings.bootstrap_servers,
+                                     transactional_id=f"{settings.topic_prefix}ceiling")
+    loop_producer.init_transactions(60)
+    consumer = clients.consumer(settings.bootstrap_servers, f"{settings.topic_prefix}ceiling")
+    consumer.subscribe([inbox])
+    done = 0
+    began = None
+    while done < count:
+        batch = consumer.consume(500, 1.0)
+        if not batch:
+            continue
+        began = began or time.monotonic()
+        loop_producer.begin_transaction()
+        offsets: dict[int, int] = {}
+        for message in batch:
+            if message.error() is not None:
+                continue
+            _, partition, offset = clients.where(message)
+            key = message.key()
+            loop_producer.produce(journal, sample_entry, key, partition=partition)
+            loop_producer.produce(commands, sample_command, key)
+            offsets[partition] = offset + 1
+            done += 1
+        loop_producer.send_offsets_to_transaction(
+            [TopicPartition(inbox, p, o) for p, o in offsets.items()],
+            consumer.consumer_group_metadata(), 30)
+        loop_producer.commit_transaction(60)
+    seconds = time.monotonic() - (began or time.monotonic())
+    consumer.close()
+    return {"inputs": count, "seconds": round(seconds, 3),
+            "inputs_per_s": round(count / seconds, 1)}
+
+
+# ---- the coordinator alone -------------------------------------------------------------------
+class Responder(threading.Thread):
+    """Answers every command at once with OK (or out_of_stock for sku-rare)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.stop = threading.Event()
+        self.messages = Messages()
+
+    def run(self) -> None:
+        consumer = clients.consumer(self.settings.bootstrap_servers,
+                                    f"{self.settings.topic_prefix}responder")
+        consumer.subscribe([self.settings.topic(f"{s}.commands") for s in SERVICE_NAMES])
+        producer = clients.producer(self.settings.bootstrap_servers)
+        while not self.stop.is_set():
+            for message in consumer.consume(500, 0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        say(f"responder: {error}")
+                    continue
+                command = self.messages.decode_command(message.value())
+                rare = command["name"] == "reserve" and \
+                    command["body"]["items"][0]["sku"] == "sku-rare"
+                reply = CommandReply(command["command_id"], command["service"],
+                                     "BUSINESS_ERROR" if rare else "OK",
+                                     None if rare else {"id": "trk-1"},
+                                     "out_of_stock" if rare else "")
+                producer.produce(command["reply_topic"], self.messages.encode_inbox(
+                    command["saga_id"], reply), command["saga_id"].encode())
+            producer.poll(0)
+        producer.flush(10)
+        consumer.close()
+
+
+def coordinator_only(base: Settings, count: int) -> dict[str, Any]:
+    settings = fresh_settings(base, "coordinator")
+    stack = Stack(settings, stock=STOCK)
+    stack.start(stack.add_coordinator("bench").name)
+    responder = Responder(settings)
+    responder.start()
+    try:
+        time.sleep(4)  # the coordinator's start-up is not what is measured
+        ids = send_orders(stack, count, "k")
+        seconds, states = wait_all(stack, ids, 600)
+    finally:
+        responder.stop.set()
+        responder.join(15)
+        stack.stop_all()
+    inputs = sum(_inputs(states[i]) for i in ids)
+    return {"sagas": count, "inputs": inputs, "seconds": round(seconds, 3),
+            "inputs_per_s": round(inputs / seconds, 1),
+            "sagas_per_s": round(count / seconds, 1)}
+
+
+def _inputs(state: Any) -> int:
+    """Inbox messages a saga consumed: its start, signals and replies."""
+    return 1 + len(state.signals) + sum(1 for s in state.steps.values() if s.outcome) + \
+        sum(1 for c in state.compensations.values() if c.outcome)
+
+
+# ---- end to end ----------------------------------------------------------------------------
+def end_to_end(base: Settings, count: int) -> tuple[dict[str, Any], Settings]:
+    settings = fresh_settings(base, "e2e")
+    stack = Stack(settings, stock=STOCK)
+    stack.start_all(coordinators=["bench"])
+    try:
+        time.sleep(5)
+        ids = send_orders(stack, count, "e")
+        seconds, _ = wait_all(stack, ids, 900)
+    finally:
+        stack.stop_all()
+    projections = LocalProjections(settings)
+    try:
+        latencies = step_latencies(projections.history(i) for i in ids)
+    finally:
+        projections.close()
+    return {"sagas": count, "seconds": round(seconds, 3),
+            "sagas_per_s": round(count / seconds, 1),
+            "step_latency_ms": {"p50": percentile(latencies, 0.5),
+                                "p99": percentile(latencies, 0.99),
+                                "samples": len(latencies)}}, settings
+
+
+def step_latencies(histories: Any) -> list[int]:
+    out = []
+    for history in histories:
+        issued: dict[str, int] = {}
+        for entry in history:
+            event = entry.event
+            if isinstance(event, ev.CommandIssued):
+                issued[event.command_id] = entry.at_ms
+            elif isinstance(event, ev.CommandCompleted | ev.CommandFailed) and \
+                    event.command_id in issued:
+                out.append(entry.at_ms - issued[event.command_id])
+    return sorted(out)
+
+
+def rebuild(settings: Settings) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="saga-bench-rebuild-") as tmp:
+        began = time.monotonic()
+        _, sagas, events = rebuild_projection(settings, Path(tmp) / "projection")
+        seconds = time.monotonic() - began
+    return {"sagas": sagas, "events": events, "seconds": round(seconds, 3),
+            "events_per_s": round(events / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--sagas", type=int, default=2000)
+    parser.add_argument("--ceiling-inputs", type=int, default=20000)
+    args = parser.parse_args(argv)
+    base = Settings.from_env()
+    if not base.bootstrap_servers:
+        state = EmbeddedKafka(base.state_dir, base_port=base.kafka_port, progress=say).start(1)
+        base = base.with_(bootstrap_servers=state.bootstrap_servers)
+    say(f"ceiling: {args.ceiling_inputs} inputs through a bare transactional loop")
+    top = ceiling(base, args.ceiling_inputs)
+    say(f"  {top}")
+    say(f"coordinator only: {args.sagas} order sagas, instant replies")
+    coord = coordinator_only(base, args.sagas)
+    say(f"  {coord}")
+    say(f"end to end: {args.sagas} order sagas with the five service processes")
+    e2e, e2e_settings = end_to_end(base, args.sagas)
+    say(f"  {e2e}")
+    say("rebuild of the end-to-end journal")
+    rebuilt = rebuild(e2e_settings)
+    say(f"  {rebuilt}")
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else ""),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "ceiling": top, "coordinator": coord, "end_to_end": e2e, "rebuild": rebuilt,
+        "ratios": {
+            "coordinator_vs_ceiling": round(coord["inputs_per_s"] / top["inputs_per_s"], 3),
+            "end_to_end_inputs_vs_ceiling": round(
+                e2e["sagas_per_s"] * coord["inputs"] / coord["sagas"] / top["inputs_per_s"], 3),
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text(render(result))
+    print(render(result))
+    return 0
+
+
+def render(result: dict[str, Any]) -> str:
+    c, k, e, r = (result["ceiling"], result["coordinator"], result["end_to_end"],
+                  result["rebuild"])
+    return "\n".join([
+        f"# Benchmark {result['when']} (`{result['command']}`, "
+        f"{result['machine']['cpus']} cores)", "",
+        "| measure | value | vs ceiling |", "|---|---|---|",
+        f"| ceiling: bare transactional loop | {c['inputs_per_s']} inputs/s | 1.00 |",
+        f"| coordinator, instant replies | {k['inputs_per_s']} inputs/s "
+        f"({k['sagas_per_s']} sagas/s) | {result['ratios']['coordinator_vs_ceiling']:.2f} |",
+        f"| end to end, 5 service processes | {e['sagas_per_s']} order sagas/s | "
+        f"{result['ratios']['end_to_end_inputs_vs_ceiling']:.2f} (in inputs) |",
+        f"| step latency p50 / p99 | {e['step_latency_ms']['p50']} / "
+        f"{e['step_latency_ms']['p99']} ms | |",
+        f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | |", ""])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
