@@ -23,7 +23,9 @@ class Event:
     type_name: ClassVar[str] = ""
 
     def to_body(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow on purpose: field values are already JSON-shaped, and asdict's deep
+        # copy was the coordinator's biggest cost. orjson serialises events directly.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ cache equals a fresh fold of the journal.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from saga.engine import events as ev
 from saga.engine.lifecycle import SagaStatus, transition
@@ -113,16 +114,12 @@ class SagaState:
             "waiting_for": sorted(set(self.waits.values())), "in_flight": self.in_flight(),
         }
 
+    def to_bytes(self) -> bytes:
+        """Canonical JSON: the same state always gives the same bytes (checksums)."""
+        return orjson.dumps(self, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)
+
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["status"] = self.status.value if self.status else None
-        data["steps"] = {str(k): v for k, v in data["steps"].items()}
-        data["compensations"] = {str(k): v for k, v in data["compensations"].items()}
-        data["values"] = {str(k): v for k, v in self.values.items()}
-        data["waits"] = {str(k): v for k, v in self.waits.items()}
-        data["resolved_waits"] = {str(k): v for k, v in self.resolved_waits.items()}
-        data["compensate_steps"] = {str(k): v for k, v in self.compensate_steps.items()}
-        data["signals"] = [list(s) for s in self.signals]
+        data: dict[str, Any] = orjson.loads(self.to_bytes())
         return data
 
     @classmethod
@@ -159,69 +156,72 @@ def apply(state: SagaState, entry: ev.Entry) -> SagaState:
     """The state after ``entry``; raises IllegalTransition on an impossible history."""
     if entry.seq != state.seq:
         raise ValueError(f"saga {state.saga_id}: entry seq {entry.seq}, expected {state.seq}")
-    state = _apply_event(state, entry.event, entry.at_ms)
+    # One copy per entry: this runs for every event the coordinator decides or replays.
+    changes = _changes(state, entry.event, entry.at_ms)
+    state = replace(state, **changes, seq=state.seq + 1, updated_at_ms=entry.at_ms)
     status = _derive_status(state, entry.event)
     if status is not None and status != state.status:
         state = replace(state, status=transition(state.status, status))
-    return replace(state, seq=state.seq + 1, updated_at_ms=entry.at_ms)
+    return state
 
 
-def _apply_event(s: SagaState, e: ev.Event, at_ms: int) -> SagaState:
+def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
+    """The fields ``e`` changes."""
     match e:
         case ev.SagaStarted():
-            return replace(s, saga_type=e.saga_type, version=e.version, input=e.input,
+            return dict(saga_type=e.saga_type, version=e.version, input=e.input,
                            started_at_ms=at_ms)
         case ev.CommandIssued(kind=ev.ACTION):
             step = Step(e.step, e.service, e.name, e.input, e.compensate, e.attempt,
                         e.command_id)
-            return replace(s, steps={**s.steps, e.step: step})
+            return dict(steps={**s.steps, e.step: step})
         case ev.CommandIssued():
             comp = Compensation(e.step, e.service, e.name, e.attempt, e.command_id)
-            return replace(s, compensations={**s.compensations, e.step: comp})
+            return dict(compensations={**s.compensations, e.step: comp})
         case ev.CommandCompleted(kind=ev.ACTION):
             done = replace(s.steps[e.step], outcome="ok", result=e.result,
                            completed_order=s.completions)
-            return replace(s, steps={**s.steps, e.step: done}, completions=s.completions + 1)
+            return dict(steps={**s.steps, e.step: done}, completions=s.completions + 1)
         case ev.CommandCompleted():
             comp = replace(s.compensations[e.step], outcome="ok", error="")
-            return replace(s, compensations={**s.compensations, e.step: comp})
+            return dict(compensations={**s.compensations, e.step: comp})
         case ev.CommandFailed(kind=ev.ACTION):
             failed = replace(s.steps[e.step], outcome="failed", reason=e.reason,
                              business=e.business)
-            return replace(s, steps={**s.steps, e.step: failed},
+            return dict(steps={**s.steps, e.step: failed},
                            last_error=f"{failed.service}.{failed.name}: {e.reason}")
         case ev.CommandFailed():
             comp = replace(s.compensations[e.step], outcome="failed", error=e.reason)
-            return replace(s, compensations={**s.compensations, e.step: comp},
+            return dict(compensations={**s.compensations, e.step: comp},
                            last_error=f"{comp.service}.{comp.name}: {e.reason}")
         case ev.ValueRecorded():
-            return replace(s, values={**s.values, e.step: e.value})
+            return dict(values={**s.values, e.step: e.value})
         case ev.SignalReceived():
-            return replace(s, signals=(*s.signals, (e.name, e.payload)))
+            return dict(signals=(*s.signals, (e.name, e.payload)))
         case ev.WaitStarted():
-            return replace(s, waits={**s.waits, e.step: e.signal})
+            return dict(waits={**s.waits, e.step: e.signal})
         case ev.WaitResolved():
             waits = {k: v for k, v in s.waits.items() if k != e.step}
-            return replace(s, waits=waits,
+            return dict(waits=waits,
                            resolved_waits={**s.resolved_waits, e.step: e.signal_index})
         case ev.CompensationStarted():
-            return replace(s, compensate_steps={**s.compensate_steps, e.step: False},
+            return dict(compensate_steps={**s.compensate_steps, e.step: False},
                            compensated=True)
         case ev.CompensationFinished():
-            return replace(s, compensate_steps={**s.compensate_steps, e.step: True})
+            return dict(compensate_steps={**s.compensate_steps, e.step: True})
         case ev.CancelRequested():
-            return replace(s, cancel_reason=e.reason or "cancelled")
+            return dict(cancel_reason=e.reason or "cancelled")
         case ev.WorkflowFailed():
-            return replace(s, workflow_error=e.error, last_error=e.error)
+            return dict(workflow_error=e.error, last_error=e.error)
         case ev.SagaCompleted():
-            return replace(s, result=e.result, ended_at_ms=at_ms)
+            return dict(result=e.result, ended_at_ms=at_ms)
         case ev.SagaFailed():
-            return replace(s, error=e.error, ended_at_ms=at_ms)
+            return dict(error=e.error, ended_at_ms=at_ms)
         case ev.SagaCancelled():
-            return replace(s, error=e.reason, ended_at_ms=at_ms)
+            return dict(error=e.reason, ended_at_ms=at_ms)
         case ev.SagaParked():
-            return replace(s, parked_reason=e.reason, error=f"{e.reason}: {e.detail}")
-    return s
+            return dict(parked_reason=e.reason, error=f"{e.reason}: {e.detail}")
+    return {}
 
 
 def _derive_status(s: SagaState, e: ev.Event) -> SagaStatus | None:

@@ -81,7 +81,7 @@ class Messages:
     def encode_entry(self, entry: ev.Entry, cause: str | None = None) -> bytes:
         return self.codec.encode("journal_event", {
             "saga_id": entry.saga_id, "seq": entry.seq, "type": entry.event.type_name,
-            "at_ms": entry.at_ms, "body": dumps_body(entry.event.to_body()), "cause": cause})
+            "at_ms": entry.at_ms, "body": dumps_body(entry.event), "cause": cause})
 
     def decode_entry(self, data: bytes | None) -> ev.Entry:
         if data is None:

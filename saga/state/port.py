@@ -42,7 +42,7 @@ class Projection(Protocol):
 
 def entry_to_json(entry: ev.Entry) -> bytes:
     return orjson.dumps({"saga_id": entry.saga_id, "seq": entry.seq, "at_ms": entry.at_ms,
-                         "type": entry.event.type_name, "body": entry.event.to_body()})
+                         "type": entry.event.type_name, "body": entry.event})
 
 
 def entry_from_json(data: bytes) -> ev.Entry:
@@ -52,7 +52,7 @@ def entry_from_json(data: bytes) -> ev.Entry:
 
 
 def state_to_json(state: SagaState) -> bytes:
-    return orjson.dumps(state.to_json(), option=orjson.OPT_SORT_KEYS)
+    return state.to_bytes()
 
 
 def checksum(states: Iterable[SagaState]) -> tuple[str, int]:
