@@ -11,10 +11,10 @@ the end of saga.journal.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
