@@ -156,13 +156,25 @@ def apply(state: SagaState, entry: ev.Entry) -> SagaState:
     """The state after ``entry``; raises IllegalTransition on an impossible history."""
     if entry.seq != state.seq:
         raise ValueError(f"saga {state.saga_id}: entry seq {entry.seq}, expected {state.seq}")
-    # One copy per entry: this runs for every event the coordinator decides or replays.
     changes = _changes(state, entry.event, entry.at_ms)
-    state = replace(state, **changes, seq=state.seq + 1, updated_at_ms=entry.at_ms)
+    changes["seq"] = state.seq + 1
+    changes["updated_at_ms"] = entry.at_ms
+    state = _evolve(state, changes)
     status = _derive_status(state, entry.event)
     if status is not None and status != state.status:
-        state = replace(state, status=transition(state.status, status))
+        state = _evolve(state, {"status": transition(state.status, status)})
     return state
+
+
+def _evolve(state: SagaState, changes: dict[str, Any]) -> SagaState:
+    """A copy of ``state`` with ``changes``: dataclasses.replace without re-running
+    __init__, which was the fold's main cost (it runs for every event decided or
+    replayed). The result is as frozen as the original."""
+    copy = object.__new__(SagaState)
+    fields = copy.__dict__
+    fields.update(state.__dict__)
+    fields.update(changes)
+    return copy
 
 
 def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
