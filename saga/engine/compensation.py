@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from saga.engine import events as ev
-from saga.engine.ids import command_id
+from saga.engine.ids import command_id, timer_id
 from saga.engine.state import SagaState, Step
+from saga.engine.workflow import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,29 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Wait before the next attempt of a failed compensation."""
+
+    timer_id: str
+    step: int
+    due_ms: int
+
+    def event(self) -> ev.TimerScheduled:
+        return ev.TimerScheduled(self.timer_id, self.step, "compensation_retry", self.due_ms)
+
+
+@dataclass(frozen=True)
 class Done:
     pass
 
 
-Next = Wait | Issue | Done
+Next = Wait | Issue | Schedule | Done
 
 
-def next_compensation(state: SagaState, before_step: int | None) -> Next:
-    """The next move for compensating the actions issued before ``before_step`` (all if None)."""
+def next_compensation(state: SagaState, before_step: int | None, policy: RetryPolicy,
+                      now_ms: int) -> Next:
+    """The next move for compensating the actions issued before ``before_step`` (all if
+    None). A failed compensation is tried again after ``policy``'s backoff, forever."""
     covered = [s for s in state.steps.values()
                if s.compensate is not None and (before_step is None or s.step < before_step)]
     if any(s.outcome is None for s in covered):
@@ -60,5 +75,14 @@ def next_compensation(state: SagaState, before_step: int | None) -> Next:
         if done.outcome is None:
             return Wait()
         if done.outcome == "failed":
-            return Issue(action, done.attempt + 1)
+            attempt = done.attempt + 1
+            pause = timer_id(state.saga_id, action.step, "retry", attempt, compensation=True)
+            timer = state.timer(pause)
+            if timer is None:
+                delay = policy.delay_before(attempt)
+                return Schedule(pause, action.step,
+                                now_ms + int(delay.total_seconds() * 1000))
+            if timer.status != "fired":
+                return Wait()
+            return Issue(action, attempt)
     return Done()

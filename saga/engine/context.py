@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from saga.engine import events as ev
-from saga.engine.compensation import Done, Issue, next_compensation
-from saga.engine.ids import command_id
+from saga.engine.compensation import Done, Issue, Schedule, next_compensation
+from saga.engine.ids import timer_id
 from saga.engine.workflow import DEFAULT_RETRY, RetryPolicy
 from saga.errors import StepFailed
 
@@ -45,13 +45,16 @@ class SagaAwaitable:
 
 
 class CallHandle(SagaAwaitable):
-    def __init__(self, execution: Execution, step: int, retry: RetryPolicy) -> None:
+    def __init__(self, execution: Execution, step: int, retry: RetryPolicy,
+                 timeout: timedelta | None) -> None:
         self._execution = execution
         self.step = step
         self._retry = retry
+        self._timeout = timeout
 
     def poll(self) -> tuple[bool, Any]:
-        state = self._execution.state
+        execution = self._execution
+        state = execution.state
         call = state.steps[self.step]
         if call.outcome is None:
             return False, None
@@ -59,35 +62,69 @@ class CallHandle(SagaAwaitable):
             return True, call.result
         if call.business or call.reason in self._retry.non_retryable:
             raise StepFailed(call.reason, service=call.service, command=call.name)
-        if call.attempt < self._retry.max_attempts:
-            attempt = call.attempt + 1
-            self._execution.emit(ev.CommandIssued(
-                self.step, command_id(state.saga_id, self.step, ev.ACTION, attempt),
-                call.service, call.name, ev.ACTION, attempt, call.input, call.compensate))
-            return False, None
-        raise StepFailed("retries_exhausted", service=call.service, command=call.name,
-                         detail=f"{call.attempt} attempts, last: {call.reason}")
+        if call.attempt >= self._retry.max_attempts:
+            raise StepFailed("retries_exhausted", service=call.service, command=call.name,
+                             detail=f"{call.attempt} attempts, last: {call.reason}")
+        attempt = call.attempt + 1
+        delay = self._retry.delay_before(attempt)
+        if delay > timedelta(0):
+            retry_timer = timer_id(state.saga_id, self.step, "retry", attempt)
+            timer = state.timer(retry_timer)
+            if timer is None:
+                execution.schedule(retry_timer, self.step, "retry", delay)
+                return False, None
+            if timer.status != "fired":
+                return False, None
+        execution.issue_call(self.step, call.service, call.name, call.input, call.compensate,
+                             attempt, self._timeout)
+        return False, None
 
 
 class WaitHandle(SagaAwaitable):
-    def __init__(self, execution: Execution, step: int, signal: str) -> None:
+    def __init__(self, execution: Execution, step: int, signal: str,
+                 timeout: timedelta | None) -> None:
         self._execution = execution
         self.step = step
         self.signal = signal
+        self._timeout = timeout
 
     def poll(self) -> tuple[bool, Any]:
-        state = self._execution.state
+        execution = self._execution
+        state = execution.state
         resolved = state.resolved_waits.get(self.step)
         if resolved is not None:
             return True, state.signals[resolved][1]
+        if self.step in state.timed_out_waits:
+            return True, None
+        deadline = timer_id(state.saga_id, self.step, "wait")
         consumed = state.consumed_signals()
         for index, (name, payload) in enumerate(state.signals):
             if name == self.signal and index not in consumed:
-                self._execution.emit(ev.WaitResolved(self.step, index))
+                execution.emit(ev.WaitResolved(self.step, index))
+                timer = state.timer(deadline)
+                if timer is not None and timer.status == "pending":
+                    execution.emit(ev.TimerCancelled(deadline))
                 return True, payload
+        timer = state.timer(deadline)
+        if timer is not None and timer.status == "fired":
+            execution.emit(ev.WaitTimedOut(self.step))
+            return True, None
         if self.step not in state.waits:
-            self._execution.emit(ev.WaitStarted(self.step, self.signal))
+            execution.emit(ev.WaitStarted(self.step, self.signal))
+            if self._timeout is not None:
+                execution.schedule(deadline, self.step, "wait", self._timeout)
         return False, None
+
+
+class SleepHandle(SagaAwaitable):
+    def __init__(self, execution: Execution, step: int) -> None:
+        self._execution = execution
+        self.step = step
+
+    def poll(self) -> tuple[bool, Any]:
+        state = self._execution.state
+        timer = state.timer(timer_id(state.saga_id, self.step, "sleep"))
+        return (timer is not None and timer.status == "fired"), None
 
 
 class CompensateHandle(SagaAwaitable):
@@ -99,12 +136,15 @@ class CompensateHandle(SagaAwaitable):
         execution = self._execution
         if execution.state.compensate_steps.get(self.step):
             return True, None
-        move = next_compensation(execution.state, self.step)
+        move = next_compensation(execution.state, self.step, execution.compensation_retry,
+                                 execution.now_ms)
         if isinstance(move, Done):
             execution.emit(ev.CompensationFinished(self.step))
             return True, None
         if isinstance(move, Issue):
             execution.issue_compensation(move)
+        elif isinstance(move, Schedule):
+            execution.emit(move.event())
         return False, None
 
 
@@ -144,33 +184,47 @@ class SagaContext:
         """Send ``command`` to ``service``; await the handle for its result.
 
         ``compensate=(service, command)`` registers the step's undo, run by
-        ``compensate()``, a cancel, or a workflow failure. ``timeout`` is accepted for
-        forward compatibility and not yet enforced (durable timers come next).
+        ``compensate()``, a cancel, or a workflow failure. ``retry`` says how technical
+        failures are retried (durable timers wait between attempts); ``timeout`` bounds
+        each attempt: no reply in time counts as a technical failure, and a reply that
+        comes later is recorded and ignored.
         """
-        del timeout
         execution = self._execution
         step = execution.take_step("call", f"{service}.{command}")
         existing = execution.state.steps.get(step)
         if existing is None:
-            execution.emit(ev.CommandIssued(
-                step, command_id(execution.state.saga_id, step, ev.ACTION, 1), service,
-                command, ev.ACTION, 1, input,
-                (compensate[0], compensate[1]) if compensate else None))
+            execution.issue_call(step, service, command, input,
+                                 (compensate[0], compensate[1]) if compensate else None, 1,
+                                 timeout)
         elif (existing.service, existing.name) != (service, command):
             raise Divergence(f"step {step}: the journal has a call to "
                              f"{existing.service}.{existing.name}, the code now calls "
                              f"{service}.{command}")
-        return CallHandle(execution, step, retry or DEFAULT_RETRY)
+        return CallHandle(execution, step, retry or DEFAULT_RETRY, timeout)
 
-    def wait_signal(self, name: str) -> WaitHandle:
-        """Wait for the signal ``name``; one that arrived earlier is delivered at once."""
+    def wait_signal(self, name: str, *, timeout: timedelta | None = None) -> WaitHandle:
+        """Wait for the signal ``name``: its payload, or None when ``timeout`` passes first.
+
+        A signal that arrived before the wait is delivered at once; one that arrives
+        after the timeout is recorded in the history and not acted on.
+        """
         execution = self._execution
         step = execution.take_step("wait", name)
         recorded = execution.state.waits.get(step)
         if recorded is not None and recorded != name:
             raise Divergence(f"step {step}: the journal waits for signal {recorded!r}, the "
                              f"code now waits for {name!r}")
-        return WaitHandle(execution, step, name)
+        return WaitHandle(execution, step, name, timeout)
+
+    def sleep(self, duration: timedelta) -> SleepHandle:
+        """A durable sleep: survives restarts, and a coordinator down at the due time
+        wakes the saga as soon as it is back."""
+        execution = self._execution
+        step = execution.take_step("sleep", "sleep")
+        sleep_timer = timer_id(execution.state.saga_id, step, "sleep")
+        if execution.state.timer(sleep_timer) is None:
+            execution.schedule(sleep_timer, step, "sleep", duration)
+        return SleepHandle(execution, step)
 
     def compensate(self) -> CompensateHandle:
         """Undo every completed step that registered a compensation, newest first."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from saga.engine import events as ev
-from saga.engine.compensation import Done, Issue, next_compensation
+from saga.engine.compensation import Done, Issue, Schedule, next_compensation
 from saga.engine.executor import (
     Blocked,
     Diverged,
@@ -24,11 +24,18 @@ from saga.engine.executor import (
     Raised,
     Returned,
 )
-from saga.engine.ids import parse_command_id
-from saga.engine.inputs import CancelSaga, CommandReply, DeliverSignal, Input, StartSaga
+from saga.engine.ids import parse_command_id, timer_id
+from saga.engine.inputs import (
+    CancelSaga,
+    CommandReply,
+    DeliverSignal,
+    FireTimer,
+    Input,
+    StartSaga,
+)
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import Compensation, SagaState, Step, apply
-from saga.engine.workflow import WorkflowDefinition, WorkflowRegistry
+from saga.engine.workflow import COMPENSATION_RETRY, WorkflowDefinition, WorkflowRegistry
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class Engine:
         state = run.state
         if isinstance(message, CommandReply):
             return self._record_reply(run, message)
+        if isinstance(message, FireTimer):
+            self._record_timer(run, message)
+            return None
         if isinstance(message, DeliverSignal):
             if state.terminal:
                 run.emit(ev.InputIgnored("signal_after_end",
@@ -122,20 +132,41 @@ class Engine:
         if issued is None or ref.attempt > issued.attempt:
             return Rejection("reply_for_unknown_command",
                              f"reply for {reply.command_id}, which this saga never issued")
+        timed_out = isinstance(issued, Step) and issued.reason == "timeout"
         if ref.attempt < issued.attempt:
             run.emit(ev.InputIgnored("late_reply", f"reply for attempt {ref.attempt} of "
                                      f"{issued.service}.{issued.name}; attempt "
                                      f"{issued.attempt} is current"))
         elif issued.outcome is not None:
-            run.emit(ev.InputIgnored("duplicate_reply",
-                                     f"second reply for {reply.command_id}"))
-        elif reply.outcome == "OK":
-            run.emit(ev.CommandCompleted(reply.command_id, ref.step, ref.kind, reply.result))
+            run.emit(ev.InputIgnored("late_reply" if timed_out else "duplicate_reply",
+                                     f"reply for {reply.command_id} after "
+                                     f"{'its timeout' if timed_out else 'the first one'}"))
         else:
-            run.emit(ev.CommandFailed(reply.command_id, ref.step, ref.kind,
-                                      reply.error or reply.outcome.lower(),
-                                      business=reply.outcome == "BUSINESS_ERROR"))
+            if reply.outcome == "OK":
+                run.emit(ev.CommandCompleted(reply.command_id, ref.step, ref.kind,
+                                             reply.result))
+            else:
+                run.emit(ev.CommandFailed(reply.command_id, ref.step, ref.kind,
+                                          reply.error or reply.outcome.lower(),
+                                          business=reply.outcome == "BUSINESS_ERROR"))
+            deadline = state.timer(timer_id(state.saga_id, ref.step, "timeout", ref.attempt))
+            if ref.kind == ev.ACTION and deadline is not None and deadline.status == "pending":
+                run.emit(ev.TimerCancelled(deadline.timer_id))
         return None
+
+    def _record_timer(self, run: _Run, fire: FireTimer) -> None:
+        state = run.state
+        timer = state.timer(fire.timer_id)
+        if timer is None or timer.status != "pending":
+            status = timer.status if timer else "unknown"
+            run.emit(ev.InputIgnored("stale_timer", f"timer {fire.timer_id} is {status}"))
+            return
+        run.emit(ev.TimerFired(fire.timer_id))
+        if timer.purpose == "timeout":
+            call = state.steps[timer.step]
+            attempt = int(fire.timer_id.rsplit(":", 1)[1])
+            if call.attempt == attempt and call.outcome is None:
+                run.emit(ev.CommandTimedOut(call.command_id, call.step))
 
     # ---- progress ------------------------------------------------------------------
     def _progress(self, run: _Run) -> None:
@@ -170,7 +201,7 @@ class Engine:
                 except TypeError as exc:
                     run.emit(ev.WorkflowFailed(f"the workflow's result is not JSON: {exc}"))
                     return
-                run.emit(ev.SagaCompleted(result, compensated=run.state.compensated))
+                run.finish(ev.SagaCompleted(result, compensated=run.state.compensated))
             case Raised(error=error):
                 run.emit(ev.WorkflowFailed(f"{type(error).__name__}: {error}"))
             case Diverged(detail=detail):
@@ -201,15 +232,19 @@ class Engine:
         if -1 not in state.compensate_steps:
             run.emit(ev.CompensationStarted(-1, "cancelled" if state.cancel_reason
                                             else "workflow failed"))
-        move = next_compensation(run.state, None)
+        definition = self.registry.get(state.saga_type, state.version)
+        policy = definition.compensation_retry if definition else COMPENSATION_RETRY
+        move = next_compensation(run.state, None, policy, run.now_ms)
         if isinstance(move, Issue):
             run.emit(move.command(state.saga_id))
+        elif isinstance(move, Schedule):
+            run.emit(move.event())
         elif isinstance(move, Done):
             run.emit(ev.CompensationFinished(-1))
             if run.state.cancel_reason:
-                run.emit(ev.SagaCancelled(run.state.cancel_reason))
+                run.finish(ev.SagaCancelled(run.state.cancel_reason))
             else:
-                run.emit(ev.SagaFailed(run.state.workflow_error))
+                run.finish(ev.SagaFailed(run.state.workflow_error))
 
 
 class _Run:
@@ -225,6 +260,12 @@ class _Run:
         entry = ev.Entry(self.state.saga_id, self.state.seq, self.now_ms, event)
         self.state = apply(self.state, entry)
         self.entries.append(entry)
+
+    def finish(self, terminal: ev.Event) -> None:
+        """End the saga: no timer outlives it (each gets its tombstone on saga.timers)."""
+        for timer in self.state.pending_timers():
+            self.emit(ev.TimerCancelled(timer.timer_id))
+        self.emit(terminal)
 
     def adopt(self, execution: Execution) -> None:
         self.entries.extend(execution.new_entries)

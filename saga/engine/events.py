@@ -92,6 +92,39 @@ class WaitResolved(Event):
 
 
 @dataclass(frozen=True)
+class CommandTimedOut(Event):
+    """No reply within the step's timeout: the attempt failed (a technical failure)."""
+
+    command_id: str
+    step: int
+
+
+@dataclass(frozen=True)
+class WaitTimedOut(Event):
+    step: int
+
+
+@dataclass(frozen=True)
+class TimerScheduled(Event):
+    """A durable timer: saga.timers holds it until it fires or is cancelled."""
+
+    timer_id: str
+    step: int
+    purpose: str  # timeout, retry, wait, sleep, compensation_retry
+    due_ms: int
+
+
+@dataclass(frozen=True)
+class TimerCancelled(Event):
+    timer_id: str
+
+
+@dataclass(frozen=True)
+class TimerFired(Event):
+    timer_id: str
+
+
+@dataclass(frozen=True)
 class CompensationStarted(Event):
     step: int  # the ctx.compensate() step, or -1 when the engine compensates on its own
     reason: str
@@ -146,7 +179,8 @@ class SagaParked(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {}
 for _cls in (SagaStarted, CommandIssued, CommandCompleted, CommandFailed, ValueRecorded,
-             SignalReceived, WaitStarted, WaitResolved, CompensationStarted,
+             SignalReceived, WaitStarted, WaitResolved, CommandTimedOut, WaitTimedOut,
+             TimerScheduled, TimerCancelled, TimerFired, CompensationStarted,
              CompensationFinished, CancelRequested, WorkflowFailed, InputIgnored,
              SagaCompleted, SagaFailed, SagaCancelled, SagaParked):
     _cls.type_name = _cls.__name__

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from saga.engine import events as ev
 from saga.engine.compensation import Issue
 from saga.engine.context import Divergence, SagaAwaitable, SagaContext
+from saga.engine.ids import command_id, timer_id
 from saga.engine.state import SagaState, apply
 from saga.engine.workflow import WorkflowDefinition
 
@@ -57,6 +59,7 @@ class Execution:
 
     def __init__(self, definition: WorkflowDefinition, state: SagaState) -> None:
         self.definition = definition
+        self.compensation_retry = definition.compensation_retry
         self.state = state
         self.now_ms = 0
         self.new_entries: list[ev.Entry] = []
@@ -91,6 +94,20 @@ class Execution:
 
     def issue_compensation(self, move: Issue) -> None:
         self.emit(move.command(self.state.saga_id))
+
+    def issue_call(self, step: int, service: str, name: str, input: Any,
+                   compensate: tuple[str, str] | None, attempt: int,
+                   timeout: timedelta | None) -> None:
+        saga_id = self.state.saga_id
+        self.emit(ev.CommandIssued(step, command_id(saga_id, step, ev.ACTION, attempt),
+                                   service, name, ev.ACTION, attempt, input, compensate))
+        if timeout is not None:
+            self.schedule(timer_id(saga_id, step, "timeout", attempt), step, "timeout",
+                          timeout)
+
+    def schedule(self, timer: str, step: int, purpose: str, delay: timedelta) -> None:
+        due_ms = self.now_ms + max(0, int(delay.total_seconds() * 1000))
+        self.emit(ev.TimerScheduled(timer, step, purpose, due_ms))
 
     # ---- used by the decider -------------------------------------------------------
     def activate(self, state: SagaState, now_ms: int) -> Outcome:
@@ -140,13 +157,16 @@ def _recorded_kind(state: SagaState, step: int) -> str | None:
         return "call"
     if step in state.values:
         return "value"
-    if step in state.waits or step in state.resolved_waits:
+    if step in state.waits or step in state.resolved_waits or step in state.timed_out_waits:
         return "wait"
+    if any(t.step == step and t.purpose == "sleep" for t in state.timers.values()):
+        return "sleep"
     if step in state.compensate_steps:
         return "compensate"
     return None
 
 
 def _highest_recorded_step(state: SagaState) -> int:
+    sleeps = [t.step for t in state.timers.values() if t.purpose == "sleep"]
     return max([-1, *state.steps, *state.values, *state.waits, *state.resolved_waits,
-                *state.compensate_steps])
+                *state.timed_out_waits, *state.compensate_steps, *sleeps])

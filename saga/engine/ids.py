@@ -36,3 +36,9 @@ def parse_command_id(value: str) -> CommandRef | None:
     if not (step.isdigit() and attempt.isdigit()) or not saga_id:
         return None
     return CommandRef(saga_id, int(step), kind, int(attempt))
+
+
+def timer_id(saga_id: str, step: int, purpose: str, attempt: int = 0, *,
+             compensation: bool = False) -> str:
+    """``<saga id>:<step>[c]:<purpose>:<attempt>``: one id per timer a decision needs."""
+    return f"{saga_id}:{step}{'c' if compensation else ''}:{purpose}:{attempt}"

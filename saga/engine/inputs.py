@@ -32,4 +32,10 @@ class CommandReply:
     error: str
 
 
-Input = StartSaga | DeliverSignal | CancelSaga | CommandReply
+@dataclass(frozen=True)
+class FireTimer:
+    timer_id: str
+    due_ms: int
+
+
+Input = StartSaga | DeliverSignal | CancelSaga | CommandReply | FireTimer

@@ -48,6 +48,15 @@ class Compensation:
 
 
 @dataclass(frozen=True)
+class Timer:
+    timer_id: str
+    step: int
+    purpose: str
+    due_ms: int
+    status: str = "pending"  # pending, fired, cancelled
+
+
+@dataclass(frozen=True)
 class SagaState:
     saga_id: str
     saga_type: str = ""
@@ -68,6 +77,8 @@ class SagaState:
     waits: dict[int, str] = field(default_factory=dict)  # open waits: step -> signal name
     resolved_waits: dict[int, int] = field(default_factory=dict)  # step -> signal index
     compensate_steps: dict[int, bool] = field(default_factory=dict)  # step -> finished
+    timed_out_waits: dict[int, bool] = field(default_factory=dict)
+    timers: dict[str, Timer] = field(default_factory=dict)
     completions: int = 0
     workflow_error: str = ""  # set once the workflow function raised
     cancel_reason: str = ""
@@ -99,6 +110,12 @@ class SagaState:
                 return comp
         return None
 
+    def pending_timers(self) -> list[Timer]:
+        return [t for t in self.timers.values() if t.status == "pending"]
+
+    def timer(self, timer_id: str) -> Timer | None:
+        return self.timers.get(timer_id)
+
     def in_flight(self) -> int:
         return sum(1 for s in self.steps.values() if s.outcome is None) + sum(
             1 for c in self.compensations.values() if c.outcome is None)
@@ -112,6 +129,8 @@ class SagaState:
             "events": self.seq, "started_at_ms": self.started_at_ms,
             "updated_at_ms": self.updated_at_ms, "ended_at_ms": self.ended_at_ms or None,
             "waiting_for": sorted(set(self.waits.values())), "in_flight": self.in_flight(),
+            "timers": [{"timer_id": t.timer_id, "purpose": t.purpose, "due_ms": t.due_ms}
+                       for t in self.pending_timers()],
         }
 
     def to_bytes(self) -> bytes:
@@ -141,6 +160,8 @@ class SagaState:
             "waits": {int(k): v for k, v in data["waits"].items()},
             "resolved_waits": {int(k): v for k, v in data["resolved_waits"].items()},
             "compensate_steps": {int(k): v for k, v in data["compensate_steps"].items()},
+            "timed_out_waits": {int(k): v for k, v in data["timed_out_waits"].items()},
+            "timers": {k: Timer(**v) for k, v in data["timers"].items()},
             "signals": tuple((s[0], s[1]) for s in data["signals"]),
         })
 
@@ -216,6 +237,23 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             waits = {k: v for k, v in s.waits.items() if k != e.step}
             return dict(waits=waits,
                            resolved_waits={**s.resolved_waits, e.step: e.signal_index})
+        case ev.CommandTimedOut():
+            failed = replace(s.steps[e.step], outcome="failed", reason="timeout",
+                             business=False)
+            return dict(steps={**s.steps, e.step: failed},
+                        last_error=f"{failed.service}.{failed.name}: no reply in time")
+        case ev.WaitTimedOut():
+            waits = {k: v for k, v in s.waits.items() if k != e.step}
+            return dict(waits=waits, timed_out_waits={**s.timed_out_waits, e.step: True})
+        case ev.TimerScheduled():
+            timer = Timer(e.timer_id, e.step, e.purpose, e.due_ms)
+            return dict(timers={**s.timers, e.timer_id: timer})
+        case ev.TimerCancelled():
+            return dict(timers={**s.timers,
+                                e.timer_id: replace(s.timers[e.timer_id], status="cancelled")})
+        case ev.TimerFired():
+            return dict(timers={**s.timers,
+                                e.timer_id: replace(s.timers[e.timer_id], status="fired")})
         case ev.CompensationStarted():
             return dict(compensate_steps={**s.compensate_steps, e.step: False},
                            compensated=True)
@@ -255,6 +293,6 @@ def _derive_status(s: SagaState, e: ev.Event) -> SagaStatus | None:
     compensating = s.workflow_done or any(not done for done in s.compensate_steps.values())
     if compensating:
         return SagaStatus.COMPENSATING
-    if s.waits and s.in_flight() == 0:
+    if (s.waits or s.pending_timers()) and s.in_flight() == 0:
         return SagaStatus.WAITING
     return SagaStatus.RUNNING

@@ -54,6 +54,10 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+#: Compensations are retried until they succeed: the attempts never run out, the wait
+#: between them doubles from 1 s up to a minute.
+COMPENSATION_RETRY = RetryPolicy(max_attempts=2**31 - 1, initial_interval=timedelta(seconds=1),
+                                 backoff=2.0, max_interval=timedelta(seconds=60))
 
 
 class WorkflowDefinitionError(SagaError):
@@ -65,6 +69,7 @@ class WorkflowDefinition:
     name: str
     version: int
     fn: WorkflowFn
+    compensation_retry: RetryPolicy = COMPENSATION_RETRY
 
 
 class WorkflowRegistry:
@@ -99,14 +104,20 @@ class WorkflowRegistry:
 default_registry = WorkflowRegistry()
 
 
-def workflow(name: str, version: int = 1, *, registry: WorkflowRegistry | None = None
+def workflow(name: str, version: int = 1, *, registry: WorkflowRegistry | None = None,
+             compensation_retry: RetryPolicy = COMPENSATION_RETRY,
              ) -> Callable[[WorkflowFn], WorkflowFn]:
-    """Declare ``async def fn(ctx, input)`` as the workflow ``name`` at ``version``."""
+    """Declare ``async def fn(ctx, input)`` as the workflow ``name`` at ``version``.
+
+    ``compensation_retry`` paces the retries of a failing compensation (its
+    ``max_attempts`` is ignored: compensations are retried until they succeed).
+    """
 
     def register(fn: WorkflowFn) -> WorkflowFn:
         if not inspect.iscoroutinefunction(fn):
             raise WorkflowDefinitionError(f"workflow {name!r} must be an async function")
-        (registry or default_registry).add(WorkflowDefinition(name, version, fn))
+        (registry or default_registry).add(
+            WorkflowDefinition(name, version, fn, compensation_retry))
         fn.__saga_workflow__ = (name, version)  # type: ignore[attr-defined]
         return fn
 

@@ -6,7 +6,14 @@ from typing import Any
 
 from saga.engine import events as ev
 from saga.engine.decider import Decision, Engine
-from saga.engine.inputs import CancelSaga, CommandReply, DeliverSignal, Input, StartSaga
+from saga.engine.inputs import (
+    CancelSaga,
+    CommandReply,
+    DeliverSignal,
+    FireTimer,
+    Input,
+    StartSaga,
+)
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import SagaState, fold
 from saga.engine.workflow import WorkflowRegistry
@@ -43,6 +50,17 @@ class Sim:
 
     def cancel(self, saga_id: str, reason: str = "by test") -> Decision:
         return self.send(saga_id, CancelSaga(reason))
+
+    def fire(self, saga_id: str, timer_id: str) -> Decision:
+        return self.send(saga_id, FireTimer(timer_id, 0))
+
+    def fire_pending(self, saga_id: str, purpose: str | None = None) -> list[str]:
+        """Fire every pending timer (of ``purpose``), earliest first; their ids."""
+        timers = sorted((t for t in self.states[saga_id].pending_timers()
+                         if purpose is None or t.purpose == purpose), key=lambda t: t.due_ms)
+        for timer in timers:
+            self.fire(saga_id, timer.timer_id)
+        return [t.timer_id for t in timers]
 
     def commands(self, saga_id: str) -> list[ev.CommandIssued]:
         return [e.event for e in self.history.get(saga_id, [])

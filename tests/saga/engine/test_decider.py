@@ -109,12 +109,20 @@ def test_a_signal_before_the_wait_is_buffered(sim: Sim) -> None:
     assert sim.states["o-1"].resolved_waits == {2: 0}
 
 
-def test_technical_failures_retry_then_exhaust(sim: Sim) -> None:
+def test_technical_failures_retry_after_durable_backoff_then_exhaust(sim: Sim) -> None:
     sim.start("o-1", "order", ORDER)
     for attempt in (1, 2):
         command = sim.last_command("o-1")
         assert command.attempt == attempt
+        failed_at = sim.now_ms + 10
         sim.reply("o-1", command.command_id, outcome="TECHNICAL_ERROR", error="timeout")
+        # the next attempt waits on a durable timer: 1 s, then 2 s (backoff 2.0)
+        assert sim.last_command("o-1").attempt == attempt
+        [timer] = sim.states["o-1"].pending_timers()
+        assert (timer.timer_id, timer.purpose) == (f"o-1:0:retry:{attempt + 1}", "retry")
+        assert timer.due_ms == failed_at + 1000 * 2 ** (attempt - 1)
+        assert sim.status("o-1") is SagaStatus.WAITING
+        sim.fire_pending("o-1")
     third = sim.last_command("o-1")
     assert (third.command_id, third.attempt) == ("o-1:0:3", 3)
     sim.reply("o-1", third.command_id, outcome="TECHNICAL_ERROR", error="boom")
@@ -128,13 +136,15 @@ def test_technical_failures_retry_then_exhaust(sim: Sim) -> None:
 def test_late_duplicate_and_foreign_replies(sim: Sim) -> None:
     sim.start("o-1", "order", ORDER)
     sim.reply("o-1", "o-1:0:1", outcome="TECHNICAL_ERROR", error="x")
+    sim.fire_pending("o-1")
     late = sim.reply("o-1", "o-1:0:1", {"late": True})
     assert [e.event.type_name for e in late.entries] == ["InputIgnored"]
     assert late.entries[0].event == ev.InputIgnored(
         "late_reply", "reply for attempt 1 of payments.charge; attempt 2 is current")
     sim.reply("o-1", "o-1:0:2", {"ok": 1})
     duplicate = sim.reply("o-1", "o-1:0:2", {"ok": 1})
-    assert duplicate.entries[0].event.reason == "duplicate_reply"  # type: ignore[attr-defined]
+    assert duplicate.entries[0].event == ev.InputIgnored(
+        "duplicate_reply", "reply for o-1:0:2 after the first one")
     never = sim.reply("o-1", "o-1:7:1")
     assert never.rejection is not None
     assert never.rejection.reason == "reply_for_unknown_command"
@@ -200,12 +210,21 @@ def test_a_failing_compensation_is_retried_and_visible(sim: Sim) -> None:
     sim.start("o-1", "order", ORDER)
     sim.reply("o-1", "o-1:0:1", {"charge_id": "ch"})
     sim.reply("o-1", "o-1:1:1", outcome="BUSINESS_ERROR", error="out_of_stock")
-    sim.reply("o-1", "o-1:0c:1", outcome="TECHNICAL_ERROR", error="bank down")
-    state = sim.states["o-1"]
-    assert state.status is SagaStatus.COMPENSATING
-    assert state.last_error == "payments.refund: bank down"
-    assert sim.last_command("o-1").command_id == "o-1:0c:2"
-    sim.reply("o-1", "o-1:0c:2", {})
+    delays = []
+    for attempt in range(1, 10):
+        before = sim.now_ms + 10
+        sim.reply("o-1", f"o-1:0c:{attempt}", outcome="TECHNICAL_ERROR", error="bank down")
+        state = sim.states["o-1"]
+        assert state.status is SagaStatus.COMPENSATING
+        assert state.last_error == "payments.refund: bank down"
+        [pause] = state.pending_timers()
+        assert pause.timer_id == f"o-1:0c:retry:{attempt + 1}"
+        delays.append(pause.due_ms - before)
+        sim.fire_pending("o-1")
+        assert sim.last_command("o-1").command_id == f"o-1:0c:{attempt + 1}"
+    # doubling from 1 s, capped at a minute; never given up
+    assert delays == [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]
+    sim.reply("o-1", "o-1:0c:10", {})
     assert sim.states["o-1"].status is SagaStatus.COMPENSATED
 
 

@@ -18,6 +18,7 @@ def _full_history() -> Sim:
     sim.reply("o-1", "o-1:0:1", {"charge": 1})
     sim.reply("o-1", "o-1:1:1", outcome="BUSINESS_ERROR", error="out_of_stock")
     sim.reply("o-1", "o-1:0c:1", outcome="TECHNICAL_ERROR", error="x")
+    sim.fire_pending("o-1")
     sim.reply("o-1", "o-1:0c:2", {})
     return sim
 
