@@ -25,12 +25,14 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from saga.config import Settings
 from saga.engine import events as ev
 from saga.engine.decider import Engine
+from saga.engine.inputs import FireTimer
 from saga.engine.state import SagaState
 from saga.engine.workflow import WorkflowRegistry
 from saga.errors import CodecError, SagaError, TopicMismatch
 from saga.kafka import clients
 from saga.kafka.journal import catch_up
 from saga.kafka.messages import Messages, dead_letter_headers
+from saga.kafka.timers import TIMER_ACTION_HEADER, catch_up_timers
 from saga.kafka.topics import (
     admin_client,
     check_topics,
@@ -39,6 +41,7 @@ from saga.kafka.topics import (
     service_topic_spec,
 )
 from saga.state.rocks import RocksProjection
+from saga.state.timers import PendingTimer, RocksTimerIndex
 
 log = logging.getLogger("saga.coordinator")
 
@@ -55,6 +58,8 @@ class CoordinatorConfig:
     max_wait_ms: int = 20
     #: Live workflow coroutines kept in memory; an evicted saga replays from its state.
     cache_size: int = 10_000
+    #: Most timers fired per loop turn: a storm of due timers cannot starve the inbox.
+    timer_fire_limit: int = 1000
     #: Seconds between progress lines on stderr; 0 for none.
     report_every_s: float = 10.0
 
@@ -67,6 +72,7 @@ class Stats:
     commands: int = 0
     dead_letters: int = 0
     aborts: int = 0
+    timers_fired: int = 0
 
 
 class Coordinator:
@@ -79,6 +85,7 @@ class Coordinator:
         self.inbox = settings.topic("saga.inbox")
         self.journal = settings.topic("saga.journal")
         self.dlq = settings.topic("saga.dlq")
+        self.timers_topic = settings.topic("saga.timers")
         self.messages = Messages(max_payload_bytes=settings.max_payload_bytes)
         self.engine = Engine(registry, cache_size=self.config.cache_size)
         self.stats = Stats()
@@ -86,13 +93,16 @@ class Coordinator:
         self._stop = threading.Event()
         self._owned: set[int] = set()
         self._known_topics: set[str] = set()
-        self._journal_offsets: dict[int, int] = {}
+        self._delivered: dict[str, dict[int, int]] = {}
+        self._timer_changes = _TimerChanges()
         # Write-through cache of committed states: the projection is only written here,
         # so a hit saves a RocksDB read and a JSON parse per input.
         self._states: OrderedDict[str, SagaState] = OrderedDict()
-        self.projection_path = (settings.state_dir / "coordinator" / self.config.instance_id
-                                / "projection")
+        home = settings.state_dir / "coordinator" / self.config.instance_id
+        self.projection_path = home / "projection"
+        self.timers_path = home / "timers"
         self.projection: RocksProjection | None = None
+        self.timers: RocksTimerIndex | None = None
 
     # ---- lifecycle -----------------------------------------------------------------
     def stop(self) -> None:
@@ -105,6 +115,10 @@ class Coordinator:
         if wiped:
             self._say(f"projection at {self.projection_path} was unreadable: rebuilding it "
                       "from saga.journal")
+        self.timers, wiped = RocksTimerIndex.open_or_rebuild(self.timers_path)
+        if wiped:
+            self._say(f"timer index at {self.timers_path} was unreadable: rebuilding it "
+                      "from saga.timers")
         prefix = self.settings.topic_prefix
         self.producer = clients.producer(
             self.bootstrap, transactional_id=f"{prefix}saga-coordinator-"
@@ -126,8 +140,10 @@ class Coordinator:
             while not self._stop.is_set() and not (until and until()):
                 batch = self.consumer.consume(self.config.batch_size,
                                               self.config.max_wait_ms / 1000)
-                if batch:
-                    self._process(batch)
+                due = self.timers.due(self._owned, int(time.time() * 1000),
+                                      self.config.timer_fire_limit) if self._owned else []
+                if batch or due:
+                    self._process(batch, due)
                 if self.config.report_every_s and \
                         time.monotonic() - last_report >= self.config.report_every_s:
                     last_report = time.monotonic()
@@ -138,6 +154,7 @@ class Coordinator:
             self.consumer.close()
             self.producer.flush(10)
             self.projection.close()
+            self.timers.close()
             self.engine.forget()
         return self.stats
 
@@ -153,13 +170,16 @@ class Coordinator:
     # ---- rebalance -----------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         assert self.projection is not None
+        assert self.timers is not None
         numbers = sorted(tp.partition for tp in partitions)
         began = time.monotonic()
         applied = catch_up(self.projection, self.bootstrap, self.journal, numbers,
                            self.messages)
+        timer_records = catch_up_timers(self.timers, self.bootstrap, self.timers_topic,
+                                        numbers, self.messages)
         self._owned.update(numbers)
-        self._say(f"assigned partitions {numbers}; caught up {applied} journal entries in "
-                  f"{time.monotonic() - began:.2f}s")
+        self._say(f"assigned partitions {numbers}; caught up {applied} journal entries and "
+                  f"{timer_records} timer records in {time.monotonic() - began:.2f}s")
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Between batches no transaction is open, so there is nothing to commit here;
@@ -173,16 +193,20 @@ class Coordinator:
         self._on_revoke(consumer, partitions)
 
     # ---- one batch -----------------------------------------------------------------
-    def _process(self, batch: list[Message]) -> None:
+    def _process(self, batch: list[Message], due: list[PendingTimer]) -> None:
         assert self.projection is not None
+        assert self.timers is not None
         now_ms = int(time.time() * 1000)
         states: dict[str, SagaState] = {}
         entries: list[ev.Entry] = []
         consumed: dict[int, int] = {}
         first: dict[int, int] = {}
-        self._journal_offsets = {}
+        self._delivered = {self.journal: {}, self.timers_topic: {}}
+        self._timer_changes = _TimerChanges()
         self.producer.begin_transaction()
         try:
+            for timer in due:
+                self._fire(timer)
             for message in batch:
                 if message.error() is not None:
                     log.warning("consume error: %s", message.error())
@@ -191,19 +215,23 @@ class Coordinator:
                 first.setdefault(partition, offset)
                 consumed[partition] = offset + 1
                 self._handle(message, partition, offset, now_ms, states, entries)
-            if not consumed:
+            if not consumed and not due:
                 self.producer.abort_transaction(30)
                 return
             self.producer.flush(30)
-            self.producer.send_offsets_to_transaction(
-                [TopicPartition(self.inbox, p, o) for p, o in consumed.items()],
-                self.consumer.consumer_group_metadata(), 30)
+            if consumed:
+                self.producer.send_offsets_to_transaction(
+                    [TopicPartition(self.inbox, p, o) for p, o in consumed.items()],
+                    self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
         except KafkaException as exc:
             self._recover(exc, states, first)
             return
-        self.projection.commit(states, entries, self._journal_offsets)
+        self.projection.commit(states, entries, self._delivered[self.journal])
+        self.timers.apply(self._timer_changes.scheduled.values(), self._timer_changes.removed,
+                          self._delivered[self.timers_topic])
         self._remember(states)
+        self.stats.timers_fired += len(due)
         self.stats.messages += len(batch)
         self.stats.transactions += 1
         self.stats.entries += len(entries)
@@ -239,9 +267,20 @@ class Coordinator:
         for entry in decision.entries:
             self.producer.produce(self.journal, self.messages.encode_entry(entry, cause),
                                   saga_id.encode(), partition=partition,
-                                  on_delivery=self._journal_delivered)
-            if isinstance(entry.event, ev.CommandIssued):
+                                  on_delivery=self._on_delivery)
+            event = entry.event
+            if isinstance(event, ev.CommandIssued):
                 self._send_command(decision.state.saga_type, entry)
+            elif isinstance(event, ev.TimerScheduled):
+                self.producer.produce(self.timers_topic,
+                                      self.messages.encode_timer(saga_id, event),
+                                      event.timer_id.encode(), partition=partition,
+                                      headers=[(TIMER_ACTION_HEADER, b"SCHEDULE")],
+                                      on_delivery=self._on_delivery)
+                self._timer_changes.schedule(PendingTimer(partition, event.timer_id, saga_id,
+                                                          event.due_ms))
+            elif isinstance(event, ev.TimerCancelled):
+                self._end_timer(partition, event.timer_id, b"CANCEL")
         states[saga_id] = decision.state
         entries.extend(decision.entries)
 
@@ -284,11 +323,26 @@ class Coordinator:
         self.stats.dead_letters += 1
         log.warning("dead-lettered %s/%s/%s: %s (%s)", topic, partition, offset, reason, detail)
 
-    def _journal_delivered(self, error: KafkaError | None, message: Message) -> None:
+    def _fire(self, timer: PendingTimer) -> None:
+        """Wake the saga: TimerFired into its inbox partition, a tombstone for the timer."""
+        value = self.messages.encode_inbox(timer.saga_id, FireTimer(timer.timer_id,
+                                                                    timer.due_ms),
+                                           message_id=f"timer:{timer.timer_id}")
+        self.producer.produce(self.inbox, value, timer.saga_id.encode(),
+                              partition=timer.partition)
+        self._end_timer(timer.partition, timer.timer_id, b"FIRED")
+
+    def _end_timer(self, partition: int, timer_id: str, action: bytes) -> None:
+        self.producer.produce(self.timers_topic, None, timer_id.encode(), partition=partition,
+                              headers=[(TIMER_ACTION_HEADER, action)],
+                              on_delivery=self._on_delivery)
+        self._timer_changes.remove(timer_id)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            _, partition, offset = clients.where(message)
-            self._journal_offsets[partition] = max(self._journal_offsets.get(partition, 0),
-                                                   offset + 1)
+            topic, partition, offset = clients.where(message)
+            offsets = self._delivered[topic]
+            offsets[partition] = max(offsets.get(partition, 0), offset + 1)
 
     def _recover(self, exc: KafkaException, states: dict[str, SagaState],
                  first: dict[int, int]) -> None:
@@ -302,6 +356,22 @@ class Coordinator:
         self.producer.abort_transaction(30)
         for partition, offset in first.items():
             self.consumer.seek(TopicPartition(self.inbox, partition, offset))
+
+
+@dataclass
+class _TimerChanges:
+    """What one transaction does to the timer index, applied after it commits."""
+
+    scheduled: dict[str, PendingTimer] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+
+    def schedule(self, timer: PendingTimer) -> None:
+        self.removed.discard(timer.timer_id)
+        self.scheduled[timer.timer_id] = timer
+
+    def remove(self, timer_id: str) -> None:
+        self.scheduled.pop(timer_id, None)
+        self.removed.add(timer_id)
 
 
 def projection_path(settings: Settings, instance_id: str) -> Path:

@@ -11,7 +11,14 @@ from typing import Any
 from saga.codec.avro import AvroCodec
 from saga.codec.json import dumps_body, loads_body
 from saga.engine import events as ev
-from saga.engine.inputs import CancelSaga, CommandReply, DeliverSignal, Input, StartSaga
+from saga.engine.inputs import (
+    CancelSaga,
+    CommandReply,
+    DeliverSignal,
+    FireTimer,
+    Input,
+    StartSaga,
+)
 from saga.errors import CodecError
 
 
@@ -51,6 +58,8 @@ class Messages:
                 value = CommandReply(body["command_id"], body["service"], body["outcome"],
                                      loads_body(body["result"], limit=self.limit),
                                      body["error"])
+            case "saga.TimerFired":
+                value = FireTimer(body["timer_id"], body["due_ms"])
             case _:
                 raise CodecError(f"inbox body {name} is not handled by this coordinator")
         return InboxMessage(saga_id, record["message_id"], value)
@@ -73,6 +82,9 @@ class Messages:
                                        "service": value.service, "outcome": value.outcome,
                                        "result": dumps_body(value.result, limit=self.limit),
                                        "error": value.error})
+            case FireTimer():
+                body = ("saga.TimerFired", {"timer_id": value.timer_id,
+                                            "due_ms": value.due_ms})
         return self.codec.encode("inbox_message", {
             "saga_id": saga_id, "message_id": message_id or uuid.uuid4().hex,
             "sent_at_ms": int(time.time() * 1000), "body": body})
@@ -106,6 +118,19 @@ class Messages:
         _, record = self.codec.decode(data, expect="command")
         record["body"] = loads_body(record["body"], limit=self.limit)
         return record
+
+    # ---- saga.timers ---------------------------------------------------------------
+    def encode_timer(self, saga_id: str, event: ev.TimerScheduled) -> bytes:
+        return self.codec.encode("timer_request", {
+            "timer_id": event.timer_id, "saga_id": saga_id, "action": "SCHEDULE",
+            "due_ms": event.due_ms, "purpose": event.purpose})
+
+    def decode_timer(self, data: bytes | None) -> dict[str, Any] | None:
+        """The request, or None for a tombstone or a CANCEL (both end the timer)."""
+        if data is None:
+            return None
+        _, record = self.codec.decode(data, expect="timer_request")
+        return record if record["action"] == "SCHEDULE" else None
 
     # ---- saga.dlq ------------------------------------------------------------------
     def encode_dead_letter(self, *, topic: str, partition: int, offset: int,

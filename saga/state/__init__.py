@@ -3,6 +3,14 @@
 from saga.state.memory import MemoryProjection
 from saga.state.port import Projection, ProjectionCorrupt, entry_from_json, entry_to_json
 from saga.state.rocks import RocksProjection
+from saga.state.timers import (
+    MemoryTimerIndex,
+    PartitionTimers,
+    PendingTimer,
+    RocksTimerIndex,
+    TimerIndex,
+)
 
-__all__ = ["MemoryProjection", "Projection", "ProjectionCorrupt", "RocksProjection",
-           "entry_from_json", "entry_to_json"]
+__all__ = ["MemoryProjection", "MemoryTimerIndex", "PartitionTimers", "PendingTimer",
+           "Projection", "ProjectionCorrupt", "RocksProjection", "RocksTimerIndex",
+           "TimerIndex", "entry_from_json", "entry_to_json"]

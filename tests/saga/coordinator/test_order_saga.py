@@ -69,8 +69,10 @@ def test_both_paths_with_ledger_and_stock(settings: Settings) -> None:
         "saga_id": "ok-1", "type": "order", "status": "COMPLETED", "error": None}
     assert summary["result"]["status"] == "completed"
     history = json.loads(run_saga(settings, "history", "short-1", "--json").stdout)
-    assert [h["type"] for h in history][:3] == ["SagaStarted", "CommandIssued",
-                                                "CommandCompleted"]
+    # the charge has a 30 s step timeout: a durable timer, cancelled by the reply
+    assert [h["type"] for h in history][:5] == ["SagaStarted", "CommandIssued",
+                                                "TimerScheduled", "CommandCompleted",
+                                                "TimerCancelled"]
     assert history[-1]["type"] == "SagaCompleted"
     listed = json.loads(run_saga(settings, "list", "--status", "compensated", "--json").stdout)
     assert sorted(s["saga_id"] for s in listed) == short
