@@ -73,9 +73,12 @@ class Stack:
         return self._add(f"coordinator-{instance_id}",
                          ["coordinator", "run", "--instance-id", instance_id, *extra])
 
-    def add_service(self, name: str) -> Process:
+    def add_service(self, name: str, module: str | None = None) -> Process:
+        """An example service, or one from ``module``'s SERVICES."""
         extra = ["--stock", str(self.stock_file)] if name == "inventory" \
-            and self.stock_file.exists() else []
+            and self.stock_file.exists() and module is None else []
+        if module is not None:
+            extra += ["--module", module]
         return self._add(f"service-{name}", ["service", "run", name, *extra])
 
     def start_all(self, coordinators: Iterable[str] = ("c1",)) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from saga.config import Settings
 from saga.engine import events as ev
@@ -63,3 +64,29 @@ class LocalProjections:
     def close(self) -> None:
         for part in self._parts:
             part.close()
+
+
+def timer_report(settings: Settings, now_ms: int) -> list[dict[str, Any]]:
+    """Per partition: pending and overdue timers and the next due time, from the
+    coordinators' timer indexes here (per partition, the index that read furthest)."""
+    from saga.state.timers import RocksTimerIndex
+
+    paths = sorted(p for p in (settings.state_dir / "coordinator").glob("*/timers")
+                   if (p / "CURRENT").exists())
+    if not paths:
+        raise SagaError(f"no timer index under {settings.state_dir}",
+                        hint="run `saga coordinator run` first, or set SAGA_STATE_DIR")
+    indexes = [RocksTimerIndex(p, read_only=True) for p in paths]
+    try:
+        rows = []
+        for partition in range(settings.partitions):
+            held = [(i.offset(partition), i) for i in indexes]
+            offset, best = max(held, key=lambda pair: pair[0] if pair[0] is not None else -1)
+            stats = best.stats(partition, now_ms)
+            rows.append({"partition": partition, "pending": stats.pending,
+                         "overdue": stats.overdue, "next_due_ms": stats.next_due_ms,
+                         "offset": offset})
+        return rows
+    finally:
+        for index in indexes:
+            index.close()

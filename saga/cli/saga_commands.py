@@ -50,6 +50,8 @@ def register(commands: Any) -> None:
     srun = sub.add_parser("run", help="run one service until stopped")
     srun.add_argument("name", help="payments, inventory, shipping, notifications or ops")
     srun.add_argument("--stock", type=Path, help="inventory: JSON file of sku -> quantity")
+    srun.add_argument("--module", help="import services from this module's SERVICES dict "
+                      "instead of the examples")
     srun.set_defaults(handler=service_run)
     report = sub.add_parser("report", help="a service's business state (ledger, stock)")
     report.add_argument("name")
@@ -64,7 +66,7 @@ def register(commands: Any) -> None:
     sig = commands.add_parser("signal", help="send a signal to a saga")
     sig.add_argument("saga_id")
     sig.add_argument("name")
-    sig.add_argument("--payload", default="null", help="JSON")
+    sig.add_argument("--payload", default="{}", help="JSON (default {})")
     sig.set_defaults(handler=saga_signal)
     cancel = commands.add_parser("cancel", help="cancel a saga; what it did is compensated")
     cancel.add_argument("saga_id")
@@ -94,6 +96,9 @@ def register(commands: Any) -> None:
     check = commands.add_parser("checksum", help="checksum of the live projection")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=saga_checksum)
+    timers = commands.add_parser("timers", help="pending durable timers per partition")
+    timers.add_argument("--json", action="store_true")
+    timers.set_defaults(handler=saga_timers)
     verify = commands.add_parser("verify-replay", help="replay every stored history against "
                                  "the current code; exit 1 if any would diverge")
     verify.add_argument("--workflows", help=f"modules to import (default {DEFAULT_WORKFLOWS})")
@@ -136,10 +141,17 @@ def service_run(args: argparse.Namespace, settings: Settings) -> int:
     from services.examples import services
 
     settings = _bootstrapped(settings)
-    service = services.SERVICES.get(args.name)
+    catalogue = services.SERVICES
+    if args.module:
+        try:
+            catalogue = importlib.import_module(args.module).SERVICES
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot load services from {args.module!r}: {exc}",
+                              hint="the module must define SERVICES = {name: Service}") from exc
+    service = catalogue.get(args.name)
     if service is None:
-        raise ConfigError(f"no example service {args.name!r}",
-                          hint=f"choose one of {', '.join(services.SERVICES)}")
+        raise ConfigError(f"no service {args.name!r}",
+                          hint=f"choose one of {', '.join(catalogue)}")
     if args.stock is not None:
         if args.name != "inventory":
             raise ConfigError("--stock is for the inventory service")
@@ -384,3 +396,30 @@ def saga_verify_replay(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{item['saga_id']} ({item['type']}, {item['status']}): {item['divergence']}")
         print(f"{len(states)} histories replayed, {len(diverging)} would diverge")
     return 1 if diverging else 0
+
+
+def saga_timers(args: argparse.Namespace, settings: Settings) -> int:
+    from saga.cli.reads import timer_report
+
+    now_ms = int(time.time() * 1000)
+    partitions = timer_report(settings, now_ms)
+    totals = {"pending": sum(p["pending"] for p in partitions),
+              "overdue": sum(p["overdue"] for p in partitions),
+              "next_due_ms": min((p["next_due_ms"] for p in partitions
+                                  if p["next_due_ms"] is not None), default=None)}
+    if args.json:
+        emit_json({"now_ms": now_ms, **totals, "partitions": partitions})
+        return 0
+
+    def when(ms: int | None) -> str:
+        if ms is None:
+            return "-"
+        clock = time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+        return f"{clock} ({(ms - now_ms) / 1000:+.1f}s)"
+
+    print(table(["partition", "pending", "overdue", "next due"],
+                [[p["partition"], p["pending"], p["overdue"], when(p["next_due_ms"])]
+                 for p in partitions]))
+    print(f"{totals['pending']} pending, {totals['overdue']} overdue, next due "
+          f"{when(totals['next_due_ms'])}")
+    return 0

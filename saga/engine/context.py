@@ -93,7 +93,7 @@ class WaitHandle(SagaAwaitable):
         state = execution.state
         resolved = state.resolved_waits.get(self.step)
         if resolved is not None:
-            return True, state.signals[resolved][1]
+            return True, _delivered(state.signals[resolved][1])
         if self.step in state.timed_out_waits:
             return True, None
         deadline = timer_id(state.saga_id, self.step, "wait")
@@ -104,7 +104,7 @@ class WaitHandle(SagaAwaitable):
                 timer = state.timer(deadline)
                 if timer is not None and timer.status == "pending":
                     execution.emit(ev.TimerCancelled(deadline))
-                return True, payload
+                return True, _delivered(payload)
         timer = state.timer(deadline)
         if timer is not None and timer.status == "fired":
             execution.emit(ev.WaitTimedOut(self.step))
@@ -114,6 +114,11 @@ class WaitHandle(SagaAwaitable):
             if self._timeout is not None:
                 execution.schedule(deadline, self.step, "wait", self._timeout)
         return False, None
+
+
+def _delivered(payload: Any) -> Any:
+    """A signal sent without a payload reads as {}: None always means the wait timed out."""
+    return {} if payload is None else payload
 
 
 class SleepHandle(SagaAwaitable):
@@ -205,8 +210,9 @@ class SagaContext:
     def wait_signal(self, name: str, *, timeout: timedelta | None = None) -> WaitHandle:
         """Wait for the signal ``name``: its payload, or None when ``timeout`` passes first.
 
-        A signal that arrived before the wait is delivered at once; one that arrives
-        after the timeout is recorded in the history and not acted on.
+        A signal sent without a payload reads as ``{}``, so None always means the
+        timeout. A signal that arrived before the wait is delivered at once; one that
+        arrives after the timeout is recorded in the history and not acted on.
         """
         execution = self._execution
         step = execution.take_step("wait", name)

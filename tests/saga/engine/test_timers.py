@@ -134,3 +134,10 @@ def test_changing_a_sleep_into_a_call_is_a_divergence() -> None:
     upgraded.fire("n", "n:0:sleep:0")
     assert upgraded.states["n"].status is SagaStatus.PARKED
     assert "the journal has a sleep" in upgraded.states["n"].error
+
+
+def test_a_signal_without_payload_is_not_a_timeout(sim: Sim) -> None:
+    sim.start("p", "pick")
+    sim.signal("p", "picked", None)
+    assert sim.states["p"].result == {"picked": {}}
+    assert sim.commands("p") == []  # no alert
