@@ -123,6 +123,30 @@ def order_violations(states: Mapping[str, SagaState], expected: Iterable[str],
     return problems
 
 
+def path_violations(states: Mapping[str, SagaState], picked: Iterable[str],
+                    never_picked: Iterable[str], out_of_stock: Iterable[str],
+                    alerted_orders: Counter[str]) -> list[str]:
+    """Each of the order saga's three paths ended the way it should."""
+    problems = []
+    for saga_id in picked:
+        state = states.get(saga_id)
+        if state is None or state.status is not SagaStatus.COMPLETED or alerted_orders[saga_id]:
+            problems.append(f"picked order {saga_id}: {state and state.status}, "
+                            f"{alerted_orders[saga_id]} alert(s); want COMPLETED, no alert")
+    for saga_id in never_picked:
+        state = states.get(saga_id)
+        if state is None or state.status is not SagaStatus.COMPLETED \
+                or alerted_orders[saga_id] != 1:
+            problems.append(f"never-picked order {saga_id}: {state and state.status}, "
+                            f"{alerted_orders[saga_id]} alert(s); want COMPLETED, one alert")
+    for saga_id in out_of_stock:
+        state = states.get(saga_id)
+        if state is None or state.status is not SagaStatus.COMPENSATED:
+            problems.append(f"out-of-stock order {saga_id}: {state and state.status}; "
+                            "want COMPENSATED")
+    return problems
+
+
 def durations_ms(states: Iterable[SagaState]) -> list[int]:
     return sorted(s.ended_at_ms - s.started_at_ms for s in states if s.ended_at_ms)
 

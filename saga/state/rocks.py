@@ -21,7 +21,9 @@ from saga.engine.state import SagaState
 from saga.errors import CodecError
 from saga.state.port import ProjectionCorrupt, entry_from_json, entry_to_json, state_to_json
 
-FORMAT = b"1"
+#: Bumped whenever the stored state's shape changes: a projection of another format is
+#: wiped and rebuilt from the journal, which is always readable.
+FORMAT = b"2"
 _STATE, _ENTRY, _OFFSET, _META = b"s\x00", b"e\x00", b"o\x00", b"m\x00format"
 
 
@@ -40,14 +42,15 @@ class RocksProjection:
             raise ProjectionCorrupt(f"cannot open the projection at {path}: {exc}",
                                     hint="delete the folder; it is rebuilt from "
                                     "saga.journal") from exc
-        if not read_only:
-            stored = self._db.get(_META)
-            if stored is None and self._is_empty():
-                self._db.put(_META, FORMAT)
-            elif stored != FORMAT:
-                self._db.close()
-                raise ProjectionCorrupt(f"projection at {path} has format {stored!r}, this "
-                                        f"build writes {FORMAT!r}")
+        stored = self._db.get(_META)
+        if stored is None and not read_only and self._is_empty():
+            self._db.put(_META, FORMAT)
+        elif stored != FORMAT:
+            self._db.close()
+            raise ProjectionCorrupt(f"projection at {path} has format {stored!r}, this "
+                                    f"build writes {FORMAT!r}",
+                                    hint="the coordinator rebuilds it from saga.journal on "
+                                    "its next start")
 
     @classmethod
     def open_or_rebuild(cls, path: Path) -> tuple[RocksProjection, bool]:

@@ -93,3 +93,21 @@ def test_rocks_read_only_sees_committed_data(tmp_path: Path) -> None:
     assert reader.get("o-1") == sim.states["o-1"]
     reader.close()
     writer.close()
+
+
+def test_rocks_projection_of_another_format_is_rebuilt(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    path = tmp_path / "old"
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    old = Rdict(str(path), options)
+    old.put(b"m\x00format", b"0")
+    old.put(b"s\x00o-1", b'{"an": "older shape"}')
+    old.close()
+    with pytest.raises(ProjectionCorrupt, match="format"):
+        RocksProjection(path, read_only=True)
+    projection, wiped = RocksProjection.open_or_rebuild(path)
+    assert wiped is True
+    assert projection.get("o-1") is None
+    projection.close()
