@@ -31,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from bench import timers
 from saga.audit import percentile
 from saga.cli.reads import LocalProjections
 from saga.cli.saga_commands import rebuild_projection
@@ -245,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--sagas", type=int, default=5000)
     parser.add_argument("--ceiling-inputs", type=int, default=50000)
+    parser.add_argument("--timers", default="10000,100000,1000000",
+                        help="pending-timer counts for the lateness runs ('' skips them)")
     args = parser.parse_args(argv)
     base = Settings.from_env()
     if not base.bootstrap_servers:
@@ -269,12 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     top = {"inputs": first["inputs"],
            "inputs_per_s": round((first["inputs_per_s"] + last["inputs_per_s"]) / 2, 1),
            "runs_inputs_per_s": [first["inputs_per_s"], last["inputs_per_s"]]}
+    wheel = []
+    for pending in timers.main_sizes(args.timers):
+        say(f"timer wheel: lateness of 1000 probe timers with {pending} pending")
+        wheel.append(timers.lateness_with_pending(fresh_settings(base, "wheel"), pending))
+        say(f"  {wheel[-1]}")
+    downtime: dict[str, Any] = {}
+    if args.timers:
+        say("timer wheel: catching up after 60 s without a coordinator (1000 timers/s)")
+        downtime = timers.catch_up_after_downtime(fresh_settings(base, "downtime"))
+        say(f"  {downtime}")
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "commit": _commit(),
         "ceiling": top, "coordinator": coord, "end_to_end": e2e, "rebuild": rebuilt,
+        "timer_wheel": wheel, "timer_catch_up": downtime,
         "ratios": {
             "coordinator_vs_ceiling": round(coord["inputs_per_s"] / top["inputs_per_s"], 3),
             "end_to_end_inputs_vs_ceiling": round(
@@ -314,7 +328,25 @@ def render(result: dict[str, Any]) -> str:
         f"{e['step_latency_ms']['p99']} ms | |",
         f"| step latency p50 / p99, in the burst | {e['burst_step_latency_ms']['p50']} / "
         f"{e['burst_step_latency_ms']['p99']} ms | |",
-        f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | |", ""])
+        f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | |", "",
+        *_render_timers(result), ""])
+
+
+def _render_timers(result: dict[str, Any]) -> list[str]:
+    if not result["timer_wheel"]:
+        return []
+    lines = ["| pending timers | index catch-up | lateness p50 / p99 / max | coordinator RSS "
+             "| index on disk |", "|---|---|---|---|---|"]
+    for w in result["timer_wheel"]:
+        late = w["lateness_ms"]
+        lines.append(f"| {w['pending']:,} | {w['catch_up_s']} s | {late['p50']} / "
+                     f"{late['p99']} / {late['max']} ms | {w['coordinator_rss_mb']} MB | "
+                     f"{w['index_on_disk_mb']} MB |")
+    down = result["timer_catch_up"]
+    if down:
+        lines += ["", f"After 60 s without a coordinator, {down['overdue_timers']:,} overdue "
+                  f"timers fired in {down['seconds']} s ({down['fired_per_s']} timers/s)."]
+    return lines
 
 
 if __name__ == "__main__":
