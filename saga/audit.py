@@ -22,8 +22,22 @@ from saga.kafka import clients
 from saga.kafka.messages import Messages
 
 
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
 def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, Any]]:
     """(key, value, headers) of every committed record of ``topic``, start to end."""
+    return [(r.key, r.value, r.headers) for r in read_topic_records(bootstrap, topic)]
+
+
+def read_topic_records(bootstrap: str, topic: str) -> list[Record]:
+    """Every committed record of ``topic`` with its position, start to end."""
     reader = clients.consumer(bootstrap, f"saga-audit-{uuid.uuid4().hex}",
                               **{"enable.partition.eof": True})
     try:
@@ -33,7 +47,7 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | N
         partitions = sorted(metadata.partitions)
         reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         remaining = set(partitions)
-        out: list[tuple[bytes | None, bytes | None, Any]] = []
+        out: list[Record] = []
         while remaining:
             for message in reader.consume(1000, 1.0):
                 error = message.error()
@@ -42,8 +56,10 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | N
                         remaining.discard(message.partition())
                         continue
                     raise KafkaException(error)
-                out.append((message.key(), message.value(), message.headers()))
-        return out
+                _, partition, offset = clients.where(message)
+                out.append(Record(partition, offset, message.key(), message.value(),
+                                  message.headers()))
+        return sorted(out, key=lambda r: (r.partition, r.offset))
     finally:
         reader.close()
 

@@ -36,6 +36,7 @@ class Process:
     popen: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
     restarts: int = 0
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -69,9 +70,10 @@ class Stack:
             env["SAGA_WORKFLOWS"] = self.workflows
         return env
 
-    def add_coordinator(self, instance_id: str = "c1", *extra: str) -> Process:
-        return self._add(f"coordinator-{instance_id}",
-                         ["coordinator", "run", "--instance-id", instance_id, *extra])
+    def add_coordinator(self, instance_id: str = "c1", *extra: str, name: str | None = None,
+                        env: dict[str, str] | None = None) -> Process:
+        return self._add(name or f"coordinator-{instance_id}",
+                         ["coordinator", "run", "--instance-id", instance_id, *extra], env)
 
     def add_service(self, name: str, module: str | None = None) -> Process:
         """An example service, or one from ``module``'s SERVICES."""
@@ -95,7 +97,8 @@ class Stack:
             process.restarts += 1
         process.log = process.log_path.open("ab")
         process.popen = subprocess.Popen(
-            [sys.executable, "-m", "saga.cli.main", *process.argv], env=self.env(),
+            [sys.executable, "-m", "saga.cli.main", *process.argv],
+            env={**self.env(), **process.env},
             stdout=process.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         return process
@@ -137,9 +140,10 @@ class Stack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def _add(self, name: str, argv: list[str]) -> Process:
+    def _add(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
         if name not in self.processes:
-            self.processes[name] = Process(name, argv, self.log_dir / f"{name}.log")
+            self.processes[name] = Process(name, argv, self.log_dir / f"{name}.log",
+                                           env=env or {})
         return self.processes[name]
 
     # ---- clients -------------------------------------------------------------------

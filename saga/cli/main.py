@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from saga.cli import kafka_commands, saga_commands
+from saga.cli import dlq_commands, kafka_commands, saga_commands
 from saga.config import Settings
 from saga.errors import SagaError
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kafka_commands.register(commands)
     saga_commands.register(commands)
+    dlq_commands.register(commands)
     return parser
 
 

@@ -46,6 +46,13 @@ from saga.state.timers import PendingTimer, RocksTimerIndex
 log = logging.getLogger("saga.coordinator")
 
 
+class CoordinatorFenced(SagaError):
+    """A newer instance with this instance id (or a fatal broker error) ended this one.
+
+    Nothing it did after the fencing point is committed: its open transaction is
+    aborted by the newer instance's init_transactions."""
+
+
 @dataclass(frozen=True)
 class CoordinatorConfig:
     """Tuning of one coordinator instance (flags of `saga coordinator run`)."""
@@ -208,8 +215,11 @@ class Coordinator:
             for timer in due:
                 self._fire(timer)
             for message in batch:
-                if message.error() is not None:
-                    log.warning("consume error: %s", message.error())
+                error = message.error()
+                if error is not None:
+                    if error.fatal():  # e.g. fenced: a newer member took this instance id
+                        raise KafkaException(error)
+                    log.warning("consume error: %s", error)
                     continue
                 _, partition, offset = clients.where(message)
                 first.setdefault(partition, offset)
@@ -349,9 +359,13 @@ class Coordinator:
         """Abort the batch and read it again; a fenced or fatal error stops the process."""
         error: KafkaError = exc.args[0]
         self.engine.forget(states)
+        self._states.clear()
         self.stats.aborts += 1
         if error.fatal() or not (error.txn_requires_abort() or error.retriable()):
-            raise exc
+            raise CoordinatorFenced(
+                f"coordinator {self.config.instance_id} cannot go on: {error.str()}",
+                hint="another instance with the same --instance-id took over (it fenced "
+                "this one); give every instance its own id") from exc
         log.warning("transaction aborted (%s); re-reading the batch", error)
         self.producer.abort_transaction(30)
         for partition, offset in first.items():

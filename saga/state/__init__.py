@@ -1,7 +1,13 @@
 """The projection port: a rebuildable cache of the journal, and its implementations."""
 
 from saga.state.memory import MemoryProjection
-from saga.state.port import Projection, ProjectionCorrupt, entry_from_json, entry_to_json
+from saga.state.port import (
+    Projection,
+    ProjectionCorrupt,
+    ProjectionLocked,
+    entry_from_json,
+    entry_to_json,
+)
 from saga.state.rocks import RocksProjection
 from saga.state.timers import (
     MemoryTimerIndex,
@@ -12,5 +18,5 @@ from saga.state.timers import (
 )
 
 __all__ = ["MemoryProjection", "MemoryTimerIndex", "PartitionTimers", "PendingTimer",
-           "Projection", "ProjectionCorrupt", "RocksProjection", "RocksTimerIndex",
+           "Projection", "ProjectionCorrupt", "ProjectionLocked", "RocksProjection", "RocksTimerIndex",
            "TimerIndex", "entry_from_json", "entry_to_json"]

@@ -23,6 +23,10 @@ class ProjectionCorrupt(SagaError):
     """The local projection cannot be read; delete it and it is rebuilt from the journal."""
 
 
+class ProjectionLocked(SagaError):
+    """Another process holds the projection open for writing: never wipe it."""
+
+
 class Projection(Protocol):
     def get(self, saga_id: str) -> SagaState | None: ...
 

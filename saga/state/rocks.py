@@ -19,7 +19,13 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 from saga.engine import events as ev
 from saga.engine.state import SagaState
 from saga.errors import CodecError
-from saga.state.port import ProjectionCorrupt, entry_from_json, entry_to_json, state_to_json
+from saga.state.port import (
+    ProjectionCorrupt,
+    ProjectionLocked,
+    entry_from_json,
+    entry_to_json,
+    state_to_json,
+)
 
 #: Bumped whenever the stored state's shape changes: a projection of another format is
 #: wiped and rebuilt from the journal, which is always readable.
@@ -39,6 +45,11 @@ class RocksProjection:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = Rdict(str(path), options)
         except Exception as exc:  # rocksdict raises plain Exception on open failures
+            if "lock" in str(exc).lower():
+                raise ProjectionLocked(
+                    f"the projection at {path} is in use by another process",
+                    hint="another coordinator with the same --instance-id runs on this "
+                    "machine; give each instance its own id") from exc
             raise ProjectionCorrupt(f"cannot open the projection at {path}: {exc}",
                                     hint="delete the folder; it is rebuilt from "
                                     "saga.journal") from exc

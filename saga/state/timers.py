@@ -17,7 +17,7 @@ from typing import Protocol
 
 from rocksdict import AccessType, Options, Rdict, WriteBatch
 
-from saga.state.port import ProjectionCorrupt
+from saga.state.port import ProjectionCorrupt, ProjectionLocked
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,11 @@ class RocksTimerIndex:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = Rdict(str(path), options)
         except Exception as exc:  # rocksdict raises plain Exception on open failures
+            if "lock" in str(exc).lower():
+                raise ProjectionLocked(
+                    f"the timer index at {path} is in use by another process",
+                    hint="another coordinator with the same --instance-id runs on this "
+                    "machine; give each instance its own id") from exc
             raise ProjectionCorrupt(f"cannot open the timer index at {path}: {exc}",
                                     hint="delete the folder; it is rebuilt from "
                                     "saga.timers") from exc

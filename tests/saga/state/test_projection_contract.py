@@ -111,3 +111,32 @@ def test_rocks_projection_of_another_format_is_rebuilt(tmp_path: Path) -> None:
     assert wiped is True
     assert projection.get("o-1") is None
     projection.close()
+
+
+def test_a_projection_in_use_is_never_wiped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from saga.state import ProjectionLocked
+
+    path = tmp_path / "busy"
+    RocksProjection(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from pathlib import Path
+from saga.state import RocksProjection
+p = RocksProjection(Path({str(path)!r}))
+print("open", flush=True)
+time.sleep(30)
+"""], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"open"
+        with pytest.raises(ProjectionLocked, match="in use by another process"):
+            RocksProjection.open_or_rebuild(path)
+        assert (path / "CURRENT").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
