@@ -217,7 +217,8 @@ class Coordinator:
             for message in batch:
                 error = message.error()
                 if error is not None:
-                    if error.fatal():  # e.g. fenced: a newer member took this instance id
+                    # e.g. fenced: a newer member took this instance id
+                    if error.fatal() or error.code() == KafkaError._FATAL:
                         raise KafkaException(error)
                     log.warning("consume error: %s", error)
                     continue
@@ -361,7 +362,8 @@ class Coordinator:
         self.engine.forget(states)
         self._states.clear()
         self.stats.aborts += 1
-        if error.fatal() or not (error.txn_requires_abort() or error.retriable()):
+        if error.fatal() or error.code() == KafkaError._FATAL or not (
+                error.txn_requires_abort() or error.retriable()):
             raise CoordinatorFenced(
                 f"coordinator {self.config.instance_id} cannot go on: {error.str()}",
                 hint="another instance with the same --instance-id took over (it fenced "

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 from saga.audit import audit_commands
+from saga.cli.reads import LocalProjections, projection_dirs
 from saga.config import Settings
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
+from saga.engine.state import SagaState
 from saga.stack import SERVICE_NAMES, Stack
 from tests.cli_helpers import run_saga
 from tests.system import order, running_stack, wait_for, wait_terminal
@@ -21,6 +23,22 @@ def _orders(stack: Stack, prefix: str, count: int) -> list[str]:
         stack.send(saga_id, DeliverSignal("warehouse_picked", None))
     stack.flush()
     return ids
+
+
+def _states(*places: Settings) -> dict[str, SagaState]:
+    """The sagas in the projections of several machines' state folders."""
+    merged: dict[str, SagaState] = {}
+    for place in places:
+        if not projection_dirs(place):
+            continue
+        projections = LocalProjections(place)
+        try:
+            for state in projections.states():
+                if state.saga_id not in merged or merged[state.saga_id].seq < state.seq:
+                    merged[state.saga_id] = state
+        finally:
+            projections.close()
+    return merged
 
 
 def _assigned(stack: Stack, name: str) -> bool:
@@ -39,9 +57,10 @@ def test_coordinators_share_the_work_and_a_zombie_is_fenced(settings: Settings) 
 
         # A second process claims to be "a" (think: a paused VM that came back, or a
         # redeploy that did not wait). Its init_transactions fences the old one.
+        # It runs "on another machine": its own state folder.
+        elsewhere = settings.with_(state_dir=settings.state_dir / "elsewhere")
         usurper = stack.add_coordinator("a", name="coordinator-a-new",
-                                        env={"SAGA_STATE_DIR": str(settings.state_dir
-                                                                   / "elsewhere")})
+                                        env={"SAGA_STATE_DIR": str(elsewhere.state_dir)})
         stack.start(usurper.name)
         wait_for(lambda: _assigned(stack, "coordinator-a-new"), 90,
                  "the new instance to take over")
@@ -52,7 +71,10 @@ def test_coordinators_share_the_work_and_a_zombie_is_fenced(settings: Settings) 
         assert old.popen is not None
         assert old.popen.returncode == 2
         assert "give every instance its own id" in stack.log_tail("coordinator-a", 40)
-        states = wait_terminal(stack, second, timeout_s=120)
+        wait_for(lambda: all(i in _states(settings, elsewhere)
+                             and _states(settings, elsewhere)[i].terminal for i in second),
+                 120, "the second wave to end")
+        states = _states(settings, elsewhere)
     assert all(states[i].status is SagaStatus.COMPLETED for i in second)
     audit = audit_commands(settings, SERVICE_NAMES)
     assert audit.duplicates == {}
