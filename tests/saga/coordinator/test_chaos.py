@@ -54,7 +54,7 @@ def test_chaos(cluster: tuple[EmbeddedKafka, str], tmp_path: Path) -> None:
                         topic_prefix="chaos.", partitions=6, replication_factor=3)
     create_topics(admin_client(bootstrap), load_specs(settings))
     paths = {"picked": [], "never_picked": [], "out_of_stock": []}  # type: dict[str, list[str]]
-    stack = Stack(settings, stock=STOCK)
+    stack = Stack(settings, stock={**STOCK, "sku-1": 10**9})
     stack.start_all(COORDINATORS)
     kills: Counter[str] = Counter()
     broker_restarted = False
