@@ -18,5 +18,5 @@ from saga.state.timers import (
 )
 
 __all__ = ["MemoryProjection", "MemoryTimerIndex", "PartitionTimers", "PendingTimer",
-           "Projection", "ProjectionCorrupt", "ProjectionLocked", "RocksProjection", "RocksTimerIndex",
-           "TimerIndex", "entry_from_json", "entry_to_json"]
+           "Projection", "ProjectionCorrupt", "ProjectionLocked", "RocksProjection",
+           "RocksTimerIndex", "TimerIndex", "entry_from_json", "entry_to_json"]
