@@ -10,6 +10,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 version=$(cat "$here/kafka/VERSION")
 base_tag=${SAGA_BASE_IMAGE:-kafka-saga/debian-base:bookworm}
 kafka_tag=${SAGA_LOCAL_KAFKA_IMAGE:-kafka-saga/kafka:${version}-local}
+# The runtime image is tagged by a hash of what goes into it, so a change rebuilds it.
+root=$(cd "$here/.." && pwd)
+runtime_hash=$(cd "$root" && cat pyproject.toml compose/Dockerfile compose/stock.json \
+  $(find saga services schemas topics compose/kafka -type f ! -name '*.pyc' | sort) \
+  | sha256sum | cut -c1-12)
+runtime_tag=${SAGA_LOCAL_RUNTIME_IMAGE:-kafka-saga/runtime:${runtime_hash}}
 cache=${SAGA_IMAGE_CACHE:-/var/cache/kafka-saga}
 mirror=${SAGA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
@@ -48,4 +54,14 @@ else
   docker build -q --build-arg BASE="$base_tag" -t "$kafka_tag" "$ctx" >/dev/null
   echo "build-images: $kafka_tag built in $(( $(date +%s) - start ))s" >&2
 fi
+if docker image inspect "$runtime_tag" >/dev/null 2>&1; then
+  echo "build-images: $runtime_tag present" >&2
+else
+  start=$(date +%s)
+  # host networking: there is no bridge here, and pip needs PyPI
+  docker build -q --network host --build-arg BASE="$base_tag" -t "$runtime_tag" \
+    -f "$root/compose/Dockerfile" "$root" >/dev/null
+  echo "build-images: $runtime_tag built in $(( $(date +%s) - start ))s" >&2
+fi
+echo "$runtime_tag" > "${SAGA_RUNTIME_TAG_FILE:-/dev/null}"
 echo "$kafka_tag"

@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from saga.config import Settings
 from saga.engine import events as ev
 from saga.engine.lifecycle import SagaStatus
-from saga.engine.state import SagaState
+from saga.engine.state import SagaState, apply
 from saga.kafka import clients
 from saga.kafka.messages import Messages
 
@@ -161,6 +161,23 @@ def path_violations(states: Mapping[str, SagaState], picked: Iterable[str],
             problems.append(f"out-of-stock order {saga_id}: {state and state.status}; "
                             "want COMPENSATED")
     return problems
+
+
+def fold_journal(settings: Settings) -> dict[str, SagaState]:
+    """Every saga's state, folded straight from saga.journal (no projection involved)."""
+    from saga.kafka.journal import partitions_of, read_journal
+
+    topic = settings.topic("saga.journal")
+    messages = Messages(max_payload_bytes=settings.max_payload_bytes)
+    states: dict[str, SagaState] = {}
+    starts: dict[int, int | None] = dict.fromkeys(
+        partitions_of(settings.bootstrap_servers, topic))
+    for record in read_journal(settings.bootstrap_servers, topic, starts, messages):
+        if record.entry is not None:
+            held = states.get(record.entry.saga_id) or SagaState(record.entry.saga_id)
+            if record.entry.seq == held.seq:
+                states[record.entry.saga_id] = apply(held, record.entry)
+    return states
 
 
 def durations_ms(states: Iterable[SagaState]) -> list[int]:

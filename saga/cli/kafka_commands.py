@@ -8,6 +8,7 @@ from typing import Any
 
 from saga.cli.output import emit_json, progress, table
 from saga.config import Settings
+from saga.errors import KafkaUnavailable, TopicError
 from saga.kafka.cluster import resolve_bootstrap
 from saga.kafka.embedded import EmbeddedKafka
 from saga.kafka.topics import admin_client, check_topics, create_topics, load_specs
@@ -32,6 +33,8 @@ def register(commands: Any) -> None:
     create.add_argument("--json", action="store_true")
     create.add_argument("--partitions", type=int, help="saga topic partitions (SAGA_PARTITIONS)")
     create.add_argument("--replication-factor", type=int, help="(SAGA_REPLICATION_FACTOR)")
+    create.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                        help="keep trying this long while the cluster is not ready yet")
     create.set_defaults(handler=topics_create)
     check = sub.add_parser("check", help="list every difference from the specs; exit 1 if any")
     check.add_argument("--json", action="store_true")
@@ -87,7 +90,16 @@ def _topic_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 def topics_create(args: argparse.Namespace, settings: Settings) -> int:
     settings = _topic_settings(args, settings)
     specs = load_specs(settings)
-    outcome = create_topics(admin_client(resolve_bootstrap(settings)), specs)
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            outcome = create_topics(admin_client(resolve_bootstrap(settings)), specs)
+            break
+        except (KafkaUnavailable, TopicError) as exc:  # brokers still starting
+            if time.monotonic() >= deadline:
+                raise
+            progress(f"cluster not ready ({exc.message}); retrying")
+            time.sleep(2)
     if args.json:
         emit_json(outcome)
     else:

@@ -22,12 +22,11 @@ from saga.config import Settings
 from saga.engine.inputs import CancelSaga, DeliverSignal, Input, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.replay import check_replay
-from saga.engine.state import SagaState, apply
 from saga.engine.workflow import WorkflowRegistry, default_registry
 from saga.errors import ConfigError, NonDeterminismError, SagaError
 from saga.kafka import clients
 from saga.kafka.cluster import resolve_bootstrap
-from saga.kafka.journal import catch_up, partitions_of, read_journal
+from saga.kafka.journal import catch_up, partitions_of
 from saga.kafka.messages import Messages
 from saga.state.port import checksum
 from saga.state.rocks import RocksProjection
@@ -369,18 +368,11 @@ def saga_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def saga_verify_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from saga.audit import fold_journal
+
     settings = _bootstrapped(settings)
     registry = load_workflows(args.workflows)
-    topic = settings.topic("saga.journal")
-    messages = Messages(max_payload_bytes=settings.max_payload_bytes)
-    states: dict[str, SagaState] = {}
-    starts: dict[int, int | None] = dict.fromkeys(
-        partitions_of(settings.bootstrap_servers, topic))
-    for record in read_journal(settings.bootstrap_servers, topic, starts, messages):
-        if record.entry is not None:
-            held = states.get(record.entry.saga_id) or SagaState(record.entry.saga_id)
-            if record.entry.seq == held.seq:
-                states[record.entry.saga_id] = apply(held, record.entry)
+    states = fold_journal(settings)
     diverging = []
     for state in sorted(states.values(), key=lambda s: s.saga_id):
         try:
