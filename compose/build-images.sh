@@ -13,7 +13,8 @@ kafka_tag=${SAGA_LOCAL_KAFKA_IMAGE:-kafka-saga/kafka:${version}-local}
 # The runtime image is tagged by a hash of what goes into it, so a change rebuilds it.
 root=$(cd "$here/.." && pwd)
 runtime_hash=$(cd "$root" && cat pyproject.toml compose/Dockerfile compose/stock.json \
-  $(find saga services schemas topics compose/kafka -type f ! -name '*.pyc' | sort) \
+  $(find saga services schemas topics compose/kafka -type f ! -name '*.pyc' \
+    ! -path '*/__pycache__/*' | sort) \
   | sha256sum | cut -c1-12)
 runtime_tag=${SAGA_LOCAL_RUNTIME_IMAGE:-kafka-saga/runtime:${runtime_hash}}
 cache=${SAGA_IMAGE_CACHE:-/var/cache/kafka-saga}
@@ -58,8 +59,12 @@ if docker image inspect "$runtime_tag" >/dev/null 2>&1; then
   echo "build-images: $runtime_tag present" >&2
 else
   start=$(date +%s)
-  # host networking: there is no bridge here, and pip needs PyPI
-  docker build -q --network host --build-arg BASE="$base_tag" -t "$runtime_tag" \
+  # The host's pip fetches the wheels (it trusts this network's TLS proxy; a container
+  # would not), and the image installs from them alone.
+  python3 -m pip wheel -q -w "$root/compose/wheels" "setuptools>=68" wheel "$root" >&2
+  rm -f "$root"/compose/wheels/kafka_saga-*.whl
+  docker build -q --network host --build-arg BASE="$base_tag" \
+    --build-arg PIP_OPTIONS="--no-index --find-links /wheels" -t "$runtime_tag" \
     -f "$root/compose/Dockerfile" "$root" >/dev/null
   echo "build-images: $runtime_tag built in $(( $(date +%s) - start ))s" >&2
 fi

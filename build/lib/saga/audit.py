@@ -1,0 +1,190 @@
+"""Invariant checks over what is really on the topics and in the stores (DESIGN.md §7).
+
+Used by `make demo`, the system tests and the benchmarks. They read the command topics
+read_committed, as any outside auditor would, rather than trusting the coordinator.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+from saga.config import Settings
+from saga.engine import events as ev
+from saga.engine.lifecycle import SagaStatus
+from saga.engine.state import SagaState, apply
+from saga.kafka import clients
+from saga.kafka.messages import Messages
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, Any]]:
+    """(key, value, headers) of every committed record of ``topic``, start to end."""
+    return [(r.key, r.value, r.headers) for r in read_topic_records(bootstrap, topic)]
+
+
+def read_topic_records(bootstrap: str, topic: str) -> list[Record]:
+    """Every committed record of ``topic`` with its position, start to end."""
+    reader = clients.consumer(bootstrap, f"saga-audit-{uuid.uuid4().hex}",
+                              **{"enable.partition.eof": True})
+    try:
+        metadata = reader.list_topics(topic, timeout=30).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return []
+        partitions = sorted(metadata.partitions)
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining = set(partitions)
+        out: list[Record] = []
+        while remaining:
+            for message in reader.consume(1000, 1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(message.partition())
+                        continue
+                    raise KafkaException(error)
+                _, partition, offset = clients.where(message)
+                out.append(Record(partition, offset, message.key(), message.value(),
+                                  message.headers()))
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        reader.close()
+
+
+@dataclass
+class CommandAudit:
+    commands: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> dict[str, int]:
+        counts = Counter(c["command_id"] for c in self.commands)
+        return {cid: n for cid, n in counts.items() if n > 1}
+
+    def by_saga(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for command in self.commands:
+            out.setdefault(command["saga_id"], []).append(command)
+        return out
+
+
+def audit_commands(settings: Settings, services: Iterable[str]) -> CommandAudit:
+    messages = Messages(max_payload_bytes=settings.max_payload_bytes)
+    audit = CommandAudit()
+    for service in services:
+        for _, value, _ in read_topic(settings.bootstrap_servers,
+                                      settings.topic(f"{service}.commands")):
+            audit.commands.append(messages.decode_command(value))
+    return audit
+
+
+def compensations_newest_first(state: SagaState, history: list[ev.Entry]) -> bool:
+    """True when first attempts of compensations ran in reverse completion order."""
+    order = [e.event.step for e in history if isinstance(e.event, ev.CommandIssued)
+             and e.event.kind == ev.COMPENSATION and e.event.attempt == 1]
+    completed = [state.steps[step].completed_order for step in order]
+    return completed == sorted(completed, reverse=True)
+
+
+def order_violations(states: Mapping[str, SagaState], expected: Iterable[str],
+                     audit: CommandAudit, ledger: list[dict[str, Any]],
+                     histories: Mapping[str, list[ev.Entry]] | None = None) -> list[str]:
+    """Invariants 1-3 for the order saga; empty when all hold."""
+    problems: list[str] = []
+    expected = list(expected)
+    missing = [s for s in expected if s not in states]
+    stuck = [s for s in expected if s in states and not states[s].terminal]
+    if missing:
+        problems.append(f"invariant 1: {len(missing)} sagas never appeared, e.g. {missing[:5]}")
+    if stuck:
+        stuck_sample = [(s, states[s].status, states[s].last_error) for s in stuck[:5]]
+        problems.append(f"invariant 1: {len(stuck)} sagas are not terminal, "
+                        f"e.g. {stuck_sample}")
+    if audit.duplicates:
+        problems.append(f"invariant 2: {len(audit.duplicates)} command ids appear more than "
+                        f"once on the command topics, e.g. {list(audit.duplicates)[:5]}")
+    charges = Counter(e["saga_id"] for e in ledger if e["type"] == "charge")
+    refunds = Counter(e["saga_id"] for e in ledger if e["type"] == "refund")
+    for saga_id in expected:
+        state = states.get(saga_id)
+        if state is None or not state.terminal:
+            continue
+        out_of_stock = isinstance(state.result, dict) and \
+            state.result.get("reason") == "out_of_stock"
+        if out_of_stock and (charges[saga_id], refunds[saga_id]) != (1, 1):
+            problems.append(f"invariant 3: out-of-stock {saga_id} has {charges[saga_id]} "
+                            f"charge(s) and {refunds[saga_id]} refund(s), not 1 and 1")
+        if state.status is SagaStatus.COMPLETED and (charges[saga_id], refunds[saga_id]) \
+                != (1, 0):
+            problems.append(f"invariant 3: completed {saga_id} has {charges[saga_id]} "
+                            f"charge(s) and {refunds[saga_id]} refund(s)")
+        if histories is not None and saga_id in histories and \
+                not compensations_newest_first(state, histories[saga_id]):
+            problems.append(f"invariant 3: {saga_id} compensated out of order")
+    orphans = [s for s in refunds if charges[s] == 0]
+    if orphans:
+        problems.append(f"invariant 3: refunds without a charge for {orphans[:5]}")
+    return problems
+
+
+def path_violations(states: Mapping[str, SagaState], picked: Iterable[str],
+                    never_picked: Iterable[str], out_of_stock: Iterable[str],
+                    alerted_orders: Counter[str]) -> list[str]:
+    """Each of the order saga's three paths ended the way it should."""
+    problems = []
+    for saga_id in picked:
+        state = states.get(saga_id)
+        if state is None or state.status is not SagaStatus.COMPLETED or alerted_orders[saga_id]:
+            problems.append(f"picked order {saga_id}: {state and state.status}, "
+                            f"{alerted_orders[saga_id]} alert(s); want COMPLETED, no alert")
+    for saga_id in never_picked:
+        state = states.get(saga_id)
+        if state is None or state.status is not SagaStatus.COMPLETED \
+                or alerted_orders[saga_id] != 1:
+            problems.append(f"never-picked order {saga_id}: {state and state.status}, "
+                            f"{alerted_orders[saga_id]} alert(s); want COMPLETED, one alert")
+    for saga_id in out_of_stock:
+        state = states.get(saga_id)
+        if state is None or state.status is not SagaStatus.COMPENSATED:
+            problems.append(f"out-of-stock order {saga_id}: {state and state.status}; "
+                            "want COMPENSATED")
+    return problems
+
+
+def fold_journal(settings: Settings) -> dict[str, SagaState]:
+    """Every saga's state, folded straight from saga.journal (no projection involved)."""
+    from saga.kafka.journal import partitions_of, read_journal
+
+    topic = settings.topic("saga.journal")
+    messages = Messages(max_payload_bytes=settings.max_payload_bytes)
+    states: dict[str, SagaState] = {}
+    starts: dict[int, int | None] = dict.fromkeys(
+        partitions_of(settings.bootstrap_servers, topic))
+    for record in read_journal(settings.bootstrap_servers, topic, starts, messages):
+        if record.entry is not None:
+            held = states.get(record.entry.saga_id) or SagaState(record.entry.saga_id)
+            if record.entry.seq == held.seq:
+                states[record.entry.saga_id] = apply(held, record.entry)
+    return states
+
+
+def durations_ms(states: Iterable[SagaState]) -> list[int]:
+    return sorted(s.ended_at_ms - s.started_at_ms for s in states if s.ended_at_ms)
+
+
+def percentile(values: list[int], share: float) -> int:
+    if not values:
+        return 0
+    return values[min(len(values) - 1, int(share * len(values)))]

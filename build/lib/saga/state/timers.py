@@ -1,0 +1,197 @@
+"""The timer index: pending durable timers by due time, a cache of saga.timers.
+
+Like the projection it is rebuildable: saga.timers is compacted (a record per pending
+timer, a tombstone once fired or cancelled), so replaying it from the start gives every
+pending timer back. Due timers are found by one seek per partition: the keys sort by
+(partition, due time), and a scan stops at the first timer not yet due.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+from saga.state.port import ProjectionCorrupt, ProjectionLocked
+
+
+@dataclass(frozen=True)
+class PendingTimer:
+    partition: int
+    timer_id: str
+    saga_id: str
+    due_ms: int
+
+
+@dataclass(frozen=True)
+class PartitionTimers:
+    pending: int
+    overdue: int
+    next_due_ms: int | None
+
+
+class TimerIndex(Protocol):
+    def apply(self, scheduled: Iterable[PendingTimer], removed: Iterable[str],
+              offsets: Mapping[int, int]) -> None:
+        """Add ``scheduled``, drop ``removed`` (timer ids) and store saga.timers offsets,
+        atomically."""
+        ...
+
+    def due(self, partitions: Iterable[int], now_ms: int, limit: int) -> list[PendingTimer]:
+        """Up to ``limit`` timers due by ``now_ms``, earliest first within a partition."""
+        ...
+
+    def offset(self, partition: int) -> int | None: ...
+
+    def stats(self, partition: int, now_ms: int) -> PartitionTimers: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryTimerIndex:
+    def __init__(self) -> None:
+        self._timers: dict[str, PendingTimer] = {}
+        self._offsets: dict[int, int] = {}
+
+    def apply(self, scheduled: Iterable[PendingTimer], removed: Iterable[str],
+              offsets: Mapping[int, int]) -> None:
+        for timer in scheduled:
+            self._timers[timer.timer_id] = timer
+        for timer_id in removed:
+            self._timers.pop(timer_id, None)
+        self._offsets.update(offsets)
+
+    def due(self, partitions: Iterable[int], now_ms: int, limit: int) -> list[PendingTimer]:
+        wanted = set(partitions)
+        ready = sorted((t for t in self._timers.values()
+                        if t.partition in wanted and t.due_ms <= now_ms),
+                       key=lambda t: (t.partition, t.due_ms, t.timer_id))
+        return _fair(ready, limit)
+
+    def offset(self, partition: int) -> int | None:
+        return self._offsets.get(partition)
+
+    def stats(self, partition: int, now_ms: int) -> PartitionTimers:
+        mine = [t.due_ms for t in self._timers.values() if t.partition == partition]
+        return PartitionTimers(len(mine), sum(1 for d in mine if d <= now_ms),
+                               min(mine) if mine else None)
+
+    def close(self) -> None:
+        pass
+
+
+_DUE, _ID, _OFFSET, _META = b"d\x00", b"i\x00", b"o\x00", b"m\x00format"
+_FORMAT = b"1"
+_POSITION = struct.Struct(">IQ")  # partition, due time: big-endian, so keys sort by both
+
+
+class RocksTimerIndex:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        options = Options(raw_mode=True)
+        options.create_if_missing(not read_only)
+        try:
+            if read_only:
+                self._db = Rdict(str(path), options, access_type=AccessType.read_only())
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = Rdict(str(path), options)
+        except Exception as exc:  # rocksdict raises plain Exception on open failures
+            if "lock" in str(exc).lower():
+                raise ProjectionLocked(
+                    f"the timer index at {path} is in use by another process",
+                    hint="another coordinator with the same --instance-id runs on this "
+                    "machine; give each instance its own id") from exc
+            raise ProjectionCorrupt(f"cannot open the timer index at {path}: {exc}",
+                                    hint="delete the folder; it is rebuilt from "
+                                    "saga.timers") from exc
+        if not read_only and self._db.get(_META) is None:
+            self._db.put(_META, _FORMAT)
+
+    @classmethod
+    def open_or_rebuild(cls, path: Path) -> tuple[RocksTimerIndex, bool]:
+        try:
+            return cls(path), False
+        except ProjectionCorrupt:
+            shutil.rmtree(path, ignore_errors=True)
+            return cls(path), True
+
+    def apply(self, scheduled: Iterable[PendingTimer], removed: Iterable[str],
+              offsets: Mapping[int, int]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for timer_id in removed:
+            position = self._db.get(_ID + timer_id.encode())
+            if position is not None:
+                batch.delete(_DUE + position + timer_id.encode())
+                batch.delete(_ID + timer_id.encode())
+        for timer in scheduled:
+            position = _POSITION.pack(timer.partition, timer.due_ms)
+            old = self._db.get(_ID + timer.timer_id.encode())
+            if old is not None and old != position:
+                batch.delete(_DUE + old + timer.timer_id.encode())
+            batch.put(_DUE + position + timer.timer_id.encode(), timer.saga_id.encode())
+            batch.put(_ID + timer.timer_id.encode(), position)
+        for partition, offset in offsets.items():
+            batch.put(_OFFSET + str(partition).encode(), str(offset).encode())
+        self._db.write(batch)
+
+    def due(self, partitions: Iterable[int], now_ms: int, limit: int) -> list[PendingTimer]:
+        ready: list[PendingTimer] = []
+        for partition in sorted(partitions):
+            for taken, timer in enumerate(self._scan(partition)):
+                if timer.due_ms > now_ms or taken >= limit:
+                    break
+                ready.append(timer)
+        return _fair(ready, limit)
+
+    def offset(self, partition: int) -> int | None:
+        raw = self._db.get(_OFFSET + str(partition).encode())
+        return int(raw) if raw is not None else None
+
+    def stats(self, partition: int, now_ms: int) -> PartitionTimers:
+        pending = overdue = 0
+        first: int | None = None
+        for timer in self._scan(partition):
+            pending += 1
+            first = timer.due_ms if first is None else first
+            overdue += timer.due_ms <= now_ms
+        return PartitionTimers(pending, overdue, first)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _scan(self, partition: int) -> Iterator[PendingTimer]:
+        prefix = _DUE + struct.pack(">I", partition)
+        iterator = self._db.iter()
+        iterator.seek(prefix)
+        while iterator.valid():
+            key = iterator.key()
+            if not key.startswith(prefix):
+                return
+            _, due_ms = _POSITION.unpack(key[len(_DUE):len(_DUE) + _POSITION.size])
+            yield PendingTimer(partition, key[len(_DUE) + _POSITION.size:].decode(),
+                               iterator.value().decode(), due_ms)
+            iterator.next()
+
+
+def _fair(ready: list[PendingTimer], limit: int) -> list[PendingTimer]:
+    """At most ``limit``, taken round-robin across partitions so none starves."""
+    if len(ready) <= limit:
+        return ready
+    by_partition: dict[int, list[PendingTimer]] = {}
+    for timer in ready:
+        by_partition.setdefault(timer.partition, []).append(timer)
+    chosen: list[PendingTimer] = []
+    queues = [iter(q) for q in by_partition.values()]
+    while len(chosen) < limit and queues:
+        for queue in list(queues):
+            following = next(queue, None)
+            if following is None:
+                queues.remove(queue)
+            elif len(chosen) < limit:
+                chosen.append(following)
+    return chosen

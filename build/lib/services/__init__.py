@@ -1,0 +1,1 @@
+"""The services SDK (aiokafka) and the example services of the order saga."""

@@ -1,0 +1,2 @@
+"""The example order saga and the services it calls (payments, inventory, shipping,
+notifications, ops)."""
