@@ -31,7 +31,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from bench import timers
+from bench import scaling, timers
 from saga.audit import percentile
 from saga.cli.reads import LocalProjections
 from saga.cli.saga_commands import rebuild_projection
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--sagas", type=int, default=5000)
     parser.add_argument("--ceiling-inputs", type=int, default=50000)
+    parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the several-coordinators part")
+    parser.add_argument("--catch-up-sagas", type=int, default=20000)
     parser.add_argument("--timers", default="10000,100000,1000000",
                         help="pending-timer counts for the lateness runs ('' skips them)")
     args = parser.parse_args(argv)
@@ -282,13 +285,30 @@ def main(argv: list[str] | None = None) -> int:
         say("timer wheel: catching up after 60 s without a coordinator (1000 timers/s)")
         downtime = timers.catch_up_after_downtime(fresh_settings(base, "downtime"))
         say(f"  {downtime}")
+    several: dict[str, Any] = {}
+    if args.scaling:
+        runs = []
+        for instances in (1, 2, 3):
+            say(f"scaling: {args.sagas} sagas through {instances} coordinator(s)")
+            runs.append(scaling.throughput(fresh_settings(base, f"scale{instances}"),
+                                           instances, args.sagas, pregenerated_inputs,
+                                           wait_all))
+            say(f"  {runs[-1]}")
+        say("scaling: step latency while a third coordinator joins two")
+        spike = scaling.rebalance_spike(fresh_settings(base, "rebalance"))
+        say(f"  {spike}")
+        say(f"scaling: catch-up of a fresh instance after {args.catch_up_sagas} sagas")
+        caught = scaling.catch_up(fresh_settings(base, "catchup"), args.catch_up_sagas,
+                                  pregenerated_inputs, wait_all)
+        say(f"  {caught}")
+        several = {"throughput": runs, "rebalance": spike, "catch_up": caught}
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "commit": _commit(),
         "ceiling": top, "coordinator": coord, "end_to_end": e2e, "rebuild": rebuilt,
-        "timer_wheel": wheel, "timer_catch_up": downtime,
+        "timer_wheel": wheel, "timer_catch_up": downtime, "scaling": several,
         "ratios": {
             "coordinator_vs_ceiling": round(coord["inputs_per_s"] / top["inputs_per_s"], 3),
             "end_to_end_inputs_vs_ceiling": round(
@@ -329,7 +349,26 @@ def render(result: dict[str, Any]) -> str:
         f"| step latency p50 / p99, in the burst | {e['burst_step_latency_ms']['p50']} / "
         f"{e['burst_step_latency_ms']['p99']} ms | |",
         f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | |", "",
-        *_render_timers(result), ""])
+        *_render_timers(result), "", *_render_scaling(result), ""])
+
+
+def _render_scaling(result: dict[str, Any]) -> list[str]:
+    several = result.get("scaling")
+    if not several:
+        return []
+    one = several["throughput"][0]["inputs_per_s"]
+    lines = ["| coordinators | inputs/s | vs one |", "|---|---|---|"]
+    lines += [f"| {r['instances']} | {r['inputs_per_s']} | {r['inputs_per_s'] / one:.2f} |"
+              for r in several["throughput"]]
+    spike, caught = several["rebalance"], several["catch_up"]
+    lines += ["", f"Rebalance (a third coordinator joins two, {spike['rate_per_s']} sagas/s): "
+              f"step latency p50/p99 {spike['before_ms']['p50']}/{spike['before_ms']['p99']} ms "
+              f"before, {spike['rebalance_10s_ms']['p50']}/{spike['rebalance_10s_ms']['p99']} ms "
+              f"(max {spike['rebalance_10s_ms']['max']}) in the 10 s from the join.",
+              "", f"Catch-up of a fresh instance: {caught['journal_entries']} journal entries of "
+              f"{caught['sagas']} sagas in {caught['seconds']} s ({caught['entries_per_s']} "
+              f"entries/s): {caught['seconds_per_100k_sagas']} s per 100k sagas."]
+    return lines
 
 
 def _render_timers(result: dict[str, Any]) -> list[str]:
