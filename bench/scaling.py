@@ -21,8 +21,18 @@ from saga.stack import Stack
 
 def throughput(settings: Settings, instances: int, sagas: int, inputs_of: Any,
                wait_all: Any) -> dict[str, Any]:
-    """Pre-written inputs for ``sagas`` order sagas through ``instances`` coordinators."""
+    """Pre-written inputs for ``sagas`` order sagas through ``instances`` coordinators
+    that have all joined the group (start-up rebalances are not what is measured)."""
     stack = Stack(settings)
+    names = [stack.start(stack.add_coordinator(f"s{i}").name).name for i in range(instances)]
+    deadline = time.monotonic() + 120
+    while not all(re.search(r"assigned partitions \[\d", stack.log_tail(n, 200))
+                  for n in names):
+        if time.monotonic() > deadline:
+            stack.stop_all()
+            raise RuntimeError("the coordinators did not all get partitions")
+        time.sleep(0.5)
+    time.sleep(2)  # let the last rebalance settle
     ids = [f"n{instances}-{n:06d}" for n in range(sagas)]
     inputs = 0
     for n, saga_id in enumerate(ids):
@@ -30,8 +40,6 @@ def throughput(settings: Settings, instances: int, sagas: int, inputs_of: Any,
             stack.send(saga_id, value)
             inputs += 1
     stack.flush()
-    for i in range(instances):
-        stack.start(stack.add_coordinator(f"s{i}").name)
     try:
         _, states = wait_all(stack, ids, 900)
     finally:

@@ -61,8 +61,10 @@ else
   start=$(date +%s)
   # The host's pip fetches the wheels (it trusts this network's TLS proxy; a container
   # would not), and the image installs from them alone.
-  python3 -m pip wheel -q -w "$root/compose/wheels" "setuptools>=68" wheel "$root" >&2
-  rm -f "$root"/compose/wheels/kafka_saga-*.whl
+  python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))
+        ["project"]["dependencies"]))' "$root/pyproject.toml" > "$root/compose/wheels/requirements.txt"
+  python3 -m pip wheel -q -w "$root/compose/wheels" "setuptools>=68" wheel \
+    -r "$root/compose/wheels/requirements.txt" >&2
   docker build -q --network host --build-arg BASE="$base_tag" \
     --build-arg PIP_OPTIONS="--no-index --find-links /wheels" -t "$runtime_tag" \
     -f "$root/compose/Dockerfile" "$root" >/dev/null

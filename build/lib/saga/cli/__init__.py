@@ -1,1 +1,0 @@
-"""The `saga` command line."""
