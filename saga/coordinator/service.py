@@ -278,6 +278,7 @@ class Coordinator:
         for entry in decision.entries:
             self.producer.produce(self.journal, self.messages.encode_entry(entry, cause),
                                   saga_id.encode(), partition=partition,
+                                  headers=[("saga.event", entry.event.type_name.encode())],
                                   on_delivery=self._on_delivery)
             event = entry.event
             if isinstance(event, ev.CommandIssued):
@@ -309,7 +310,8 @@ class Coordinator:
         if topic not in self._known_topics:
             self._create_command_topic(event.service)
         self.producer.produce(topic, self.messages.encode_command(
-            saga_type, event, self.inbox, entry.at_ms), entry.saga_id.encode())
+            saga_type, event, self.inbox, entry.at_ms), entry.saga_id.encode(),
+            headers=command_headers(event, entry.saga_id))
         self.stats.commands += 1
 
     def _create_command_topic(self, service: str) -> None:
@@ -372,6 +374,14 @@ class Coordinator:
         self.producer.abort_transaction(30)
         for partition, offset in first.items():
             self.consumer.seek(TopicPartition(self.inbox, partition, offset))
+
+
+def command_headers(event: ev.CommandIssued, saga_id: str
+                    ) -> list[tuple[str, str | bytes | None]]:
+    """What any Kafka client can audit without Avro: which command, which decision."""
+    return [("saga.command", f"{event.service}.{event.name}".encode()),
+            ("saga.command_id", event.command_id.encode()),
+            ("saga.kind", event.kind.encode()), ("saga.saga_id", saga_id.encode())]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from saga.audit import audit_commands
+from saga.audit import audit_commands, read_topic
 from saga.cli.reads import LocalProjections
 from saga.config import Settings
 from saga.engine import events as ev
@@ -59,6 +59,12 @@ def test_both_paths_with_ledger_and_stock(settings: Settings) -> None:
 
     audit = audit_commands(settings, SERVICE_NAMES)
     assert audit.duplicates == {}
+    # an outside auditor needs no Avro to count commands: the headers say it all
+    headers = [dict(h) for _, _, h in read_topic(settings.bootstrap_servers,
+                                                  settings.topic("payments.commands"))]
+    assert sorted(h["saga.command"] for h in headers) == [b"payments.charge"] * 4 + [
+        b"payments.refund"] * 2
+    assert len({h["saga.command_id"] for h in headers}) == 6
     names = sorted((c["service"], c["name"]) for c in audit.by_saga()["short-1"])
     assert names == [("inventory", "reserve"), ("payments", "charge"), ("payments", "refund")]
 
