@@ -165,16 +165,22 @@ def pregenerated_inputs(saga_id: str, rare: bool) -> list[Any]:
             CommandReply(f"{saga_id}:4:1", "notifications", "OK", {"sent": True}, "")]
 
 
-def coordinator_only(base: Settings, count: int) -> dict[str, Any]:
-    settings = fresh_settings(base, "coordinator")
-    stack = Stack(settings, stock=STOCK)
-    ids = [f"k-{n:06d}" for n in range(count)]
+def send_pregenerated(stack: Stack, ids: list[str]) -> int:
+    """Write every input of ``ids`` (a fifth out of stock) to the inbox; how many."""
     inputs = 0
     for n, saga_id in enumerate(ids):
         for value in pregenerated_inputs(saga_id, rare=n % 5 == 0):
             stack.send(saga_id, value)
             inputs += 1
     stack.flush()
+    return inputs
+
+
+def coordinator_only(base: Settings, count: int) -> dict[str, Any]:
+    settings = fresh_settings(base, "coordinator")
+    stack = Stack(settings, stock=STOCK)
+    ids = [f"k-{n:06d}" for n in range(count)]
+    inputs = send_pregenerated(stack, ids)
     stack.start(stack.add_coordinator("bench").name)
     try:
         _, states = wait_all(stack, ids, 600)
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         for instances in (1, 2, 3):
             say(f"scaling: {args.sagas} sagas through {instances} coordinator(s)")
             runs.append(scaling.throughput(fresh_settings(base, f"scale{instances}"),
-                                           instances, args.sagas, pregenerated_inputs,
+                                           instances, args.sagas, send_pregenerated,
                                            wait_all))
             say(f"  {runs[-1]}")
         say("scaling: step latency while a third coordinator joins two")
@@ -299,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  {spike}")
         say(f"scaling: catch-up of a fresh instance after {args.catch_up_sagas} sagas")
         caught = scaling.catch_up(fresh_settings(base, "catchup"), args.catch_up_sagas,
-                                  pregenerated_inputs, wait_all)
+                                  send_pregenerated, wait_all)
         say(f"  {caught}")
         several = {"throughput": runs, "rebalance": spike, "catch_up": caught}
     result = {

@@ -19,7 +19,7 @@ from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.stack import Stack
 
 
-def throughput(settings: Settings, instances: int, sagas: int, inputs_of: Any,
+def throughput(settings: Settings, instances: int, sagas: int, send_inputs: Any,
                wait_all: Any) -> dict[str, Any]:
     """Pre-written inputs for ``sagas`` order sagas through ``instances`` coordinators
     that have all joined the group (start-up rebalances are not what is measured)."""
@@ -34,12 +34,7 @@ def throughput(settings: Settings, instances: int, sagas: int, inputs_of: Any,
         time.sleep(0.5)
     time.sleep(2)  # let the last rebalance settle
     ids = [f"n{instances}-{n:06d}" for n in range(sagas)]
-    inputs = 0
-    for n, saga_id in enumerate(ids):
-        for value in inputs_of(saga_id, rare=n % 5 == 0):
-            stack.send(saga_id, value)
-            inputs += 1
-    stack.flush()
+    inputs = send_inputs(stack, ids)
     try:
         _, states = wait_all(stack, ids, 900)
     finally:
@@ -114,16 +109,13 @@ def rebalance_spike(settings: Settings, rate: int = 40, seconds: int = 30) -> di
                                  "max": around[-1] if around else 0}}
 
 
-def catch_up(settings: Settings, sagas: int, inputs_of: Any, wait_all: Any
+def catch_up(settings: Settings, sagas: int, send_inputs: Any, wait_all: Any
              ) -> dict[str, Any]:
     """Run ``sagas`` through one coordinator, then start a fresh instance that takes every
     partition with an empty projection: its catch-up time, scaled to 100k sagas."""
     stack = Stack(settings)
     ids = [f"cu-{n:06d}" for n in range(sagas)]
-    for n, saga_id in enumerate(ids):
-        for value in inputs_of(saga_id, rare=n % 5 == 0):
-            stack.send(saga_id, value)
-    stack.flush()
+    send_inputs(stack, ids)
     stack.start(stack.add_coordinator("first").name)
     try:
         wait_all(stack, ids, 900)

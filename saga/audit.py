@@ -6,13 +6,12 @@ read_committed, as any outside auditor would, rather than trusting the coordinat
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from saga.config import Settings
 from saga.engine import events as ev
@@ -37,31 +36,16 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | N
 
 
 def read_topic_records(bootstrap: str, topic: str) -> list[Record]:
-    """Every committed record of ``topic`` with its position, start to end."""
-    reader = clients.consumer(bootstrap, f"saga-audit-{uuid.uuid4().hex}",
-                              **{"enable.partition.eof": True})
+    """Every committed record of ``topic`` with its position, start to end; none when
+    the topic does not exist."""
     try:
-        metadata = reader.list_topics(topic, timeout=30).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return []
-        partitions = sorted(metadata.partitions)
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        remaining = set(partitions)
-        out: list[Record] = []
-        while remaining:
-            for message in reader.consume(1000, 1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(message.partition())
-                        continue
-                    raise KafkaException(error)
-                _, partition, offset = clients.where(message)
-                out.append(Record(partition, offset, message.key(), message.value(),
-                                  message.headers()))
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        reader.close()
+        partitions = clients.partitions_of(bootstrap, topic)
+    except KafkaException:
+        return []
+    out = [Record(*clients.where(item)[1:], item.key(), item.value(), item.headers())
+           for item in clients.read_to_end(bootstrap, topic, dict.fromkeys(partitions))
+           if not isinstance(item, clients.EndOfPartition)]
+    return sorted(out, key=lambda r: (r.partition, r.offset))
 
 
 @dataclass
@@ -165,13 +149,13 @@ def path_violations(states: Mapping[str, SagaState], picked: Iterable[str],
 
 def fold_journal(settings: Settings) -> dict[str, SagaState]:
     """Every saga's state, folded straight from saga.journal (no projection involved)."""
-    from saga.kafka.journal import partitions_of, read_journal
+    from saga.kafka.journal import read_journal
 
     topic = settings.topic("saga.journal")
     messages = Messages(max_payload_bytes=settings.max_payload_bytes)
     states: dict[str, SagaState] = {}
     starts: dict[int, int | None] = dict.fromkeys(
-        partitions_of(settings.bootstrap_servers, topic))
+        clients.partitions_of(settings.bootstrap_servers, topic))
     for record in read_journal(settings.bootstrap_servers, topic, starts, messages):
         if record.entry is not None:
             held = states.get(record.entry.saga_id) or SagaState(record.entry.saga_id)

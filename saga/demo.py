@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,7 @@ from saga.kafka.embedded import EmbeddedKafka
 from saga.kafka.topics import admin_client, create_topics, load_specs
 from saga.stack import SERVICE_NAMES, Stack
 from saga.state.port import checksum
-from services.examples.services import ledger_report
-from services.sdk import read_store
+from services.examples.services import alerted_orders, read_report
 
 # Skus of the demo's own, so stock left by other runs of the inventory service (which
 # keeps its levels across restarts) cannot change the paths the demo checks.
@@ -127,16 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop_all()
 
     mine = {i: states[i] for i in ids if i in states}
-    store = read_store(settings, "payments")
-    try:
-        ledger = [e for e in ledger_report(store)["entries"] if e["saga_id"] in mine]
-    finally:
-        store.close()
-    store = read_store(settings, "ops")
-    try:
-        alerts = Counter(alert["order_id"] for _, alert in store.scan("alert/"))
-    finally:
-        store.close()
+    ledger = [e for e in read_report(settings, "payments")["entries"] if e["saga_id"] in mine]
+    alerts = alerted_orders(settings)
     projections = LocalProjections(settings)
     try:
         histories = {i: projections.history(i) for i in mine}

@@ -25,8 +25,9 @@ from saga.engine.replay import check_replay
 from saga.engine.workflow import WorkflowRegistry, default_registry
 from saga.errors import ConfigError, NonDeterminismError, SagaError
 from saga.kafka import clients
+from saga.kafka.clients import partitions_of
 from saga.kafka.cluster import resolve_bootstrap
-from saga.kafka.journal import catch_up, partitions_of
+from saga.kafka.journal import catch_up
 from saga.kafka.messages import Messages
 from saga.state.port import checksum
 from saga.state.rocks import RocksProjection
@@ -170,20 +171,14 @@ def service_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def service_report(args: argparse.Namespace, settings: Settings) -> int:
     from services.examples import services
-    from services.sdk import read_store
 
-    report_fn = services.REPORTS.get(args.name)
-    if report_fn is None:
+    if args.name not in services.REPORTS:
         raise ConfigError(f"no example service {args.name!r}")
     try:
-        store = read_store(settings, args.name)
+        report = services.read_report(settings, args.name)
     except Exception as exc:  # rocksdict raises plain Exception when the store is missing
         raise SagaError(f"no store for service {args.name} under {settings.state_dir}",
                         hint="run the service first") from exc
-    try:
-        report = report_fn(store)
-    finally:
-        store.close()
     if args.json:
         emit_json(report)
     else:

@@ -11,9 +11,20 @@ an aiokafka service. librdkafka's own default (CRC32) would scatter one saga's i
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 _log = logging.getLogger("saga.kafka")
 
@@ -61,3 +72,49 @@ def where(message: Message) -> tuple[str, int, int]:
     if topic is None or partition is None or offset is None:
         raise ValueError("a record without a position: not one returned by consume()")
     return topic, partition, offset
+
+
+@dataclass(frozen=True)
+class EndOfPartition:
+    partition: int
+    offset: int  # the next offset to read, past any transaction markers
+
+
+def read_to_end(bootstrap: str, topic: str, starts: Mapping[int, int | None], *,
+                batch: int = 1000) -> Iterator[Message | EndOfPartition]:
+    """Every committed record of ``topic`` from each partition's start (None: the
+    beginning) to its end as of now; an EndOfPartition marks each partition's end."""
+    if not starts:
+        return
+    reader = consumer(bootstrap, f"saga-reader-{uuid.uuid4().hex}",
+                      **{"enable.partition.eof": True})
+    try:
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING if o is None else o)
+                       for p, o in starts.items()])
+        remaining = set(starts)
+        while remaining:
+            for message in reader.consume(batch, 1.0):
+                error = message.error()
+                if error is None:
+                    yield message
+                    continue
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                _, partition, offset = where(message)
+                remaining.discard(partition)
+                yield EndOfPartition(partition, offset)
+    finally:
+        reader.close()
+
+
+def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partition numbers; KafkaException when it does not exist."""
+    probe = consumer(bootstrap, f"saga-meta-{uuid.uuid4().hex}")
+    try:
+        info = probe.list_topics(topic, timeout=30).topics.get(topic)
+        if info is None or info.error is not None:
+            missing = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+            raise KafkaException(info.error if info else missing)
+        return sorted(info.partitions)
+    finally:
+        probe.close()

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from saga.engine import events as ev
 from saga.engine.state import SagaState, apply
@@ -31,43 +31,15 @@ def read_journal(bootstrap: str, topic: str, starts: Mapping[int, int | None],
     At each partition's end one record with ``entry=None`` and ``offset`` = the next
     offset to read (past transaction markers) is yielded.
     """
-    if not starts:
-        return
-    reader = clients.consumer(bootstrap, f"saga-journal-reader-{uuid.uuid4().hex}",
-                              **{"enable.partition.eof": True})
-    try:
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING if o is None else o)
-                       for p, o in starts.items()])
-        remaining = set(starts)
-        while remaining:
-            for message in reader.consume(1000, 1.0):
-                error = message.error()
-                _, partition, offset = clients.where(message)
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(partition)
-                        yield JournalRecord(partition, offset, None)
-                        continue
-                    raise KafkaException(error)
-                try:
-                    yield JournalRecord(partition, offset, messages.decode_entry(message.value()))
-                except CodecError as exc:
-                    yield JournalRecord(partition, offset, None, exc)
-    finally:
-        reader.close()
-
-
-def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    admin_meta = clients.consumer(bootstrap, f"saga-meta-{uuid.uuid4().hex}")
-    try:
-        metadata = admin_meta.list_topics(topic, timeout=30)
-        info = metadata.topics.get(topic)
-        if info is None or info.error is not None:
-            missing = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
-            raise KafkaException(info.error if info else missing)
-        return sorted(info.partitions)
-    finally:
-        admin_meta.close()
+    for item in clients.read_to_end(bootstrap, topic, starts):
+        if isinstance(item, clients.EndOfPartition):
+            yield JournalRecord(item.partition, item.offset, None)
+            continue
+        _, partition, offset = clients.where(item)
+        try:
+            yield JournalRecord(partition, offset, messages.decode_entry(item.value()))
+        except CodecError as exc:
+            yield JournalRecord(partition, offset, None, exc)
 
 
 def catch_up(projection: Projection, bootstrap: str, topic: str, partitions: list[int],

@@ -7,10 +7,7 @@ timers of p's sagas). A tombstone ends a timer once it fired or was cancelled.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from saga.errors import CodecError
 from saga.kafka import clients
@@ -25,47 +22,31 @@ def catch_up_timers(index: TimerIndex, bootstrap: str, topic: str,
                     *, flush_every: int = 20000) -> int:
     """Apply saga.timers records past the index's stored offsets; returns records read."""
     starts = {p: index.offset(p) for p in partitions}
-    if not starts:
-        return 0
-    reader = clients.consumer(bootstrap, f"saga-timers-reader-{uuid.uuid4().hex}",
-                              **{"enable.partition.eof": True})
     scheduled: dict[str, PendingTimer] = {}
     removed: set[str] = set()
     offsets: dict[int, int] = {}
     read = 0
-    try:
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING if o is None else o)
-                       for p, o in starts.items()])
-        remaining = set(starts)
-        while remaining:
-            for message in reader.consume(2000, 1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        _, partition, offset = clients.where(message)
-                        remaining.discard(partition)
-                        offsets[partition] = offset
-                        continue
-                    raise KafkaException(error)
-                _, partition, offset = clients.where(message)
-                offsets[partition] = offset + 1
-                read += 1
-                key = (message.key() or b"").decode()
-                try:
-                    request = messages.decode_timer(message.value())
-                except CodecError:
-                    continue  # not a timer request; the coordinator never writes one
-                if request is None:
-                    scheduled.pop(key, None)
-                    removed.add(key)
-                else:
-                    removed.discard(key)
-                    scheduled[key] = PendingTimer(partition, key, request["saga_id"],
-                                                  request["due_ms"])
-                if len(scheduled) + len(removed) >= flush_every:
-                    index.apply(scheduled.values(), removed, offsets)
-                    scheduled, removed = {}, set()
-    finally:
-        reader.close()
+    for item in clients.read_to_end(bootstrap, topic, starts, batch=2000):
+        if isinstance(item, clients.EndOfPartition):
+            offsets[item.partition] = item.offset
+            continue
+        _, partition, offset = clients.where(item)
+        offsets[partition] = offset + 1
+        read += 1
+        key = (item.key() or b"").decode()
+        try:
+            request = messages.decode_timer(item.value())
+        except CodecError:
+            continue  # not a timer request; the coordinator never writes one
+        if request is None:
+            scheduled.pop(key, None)
+            removed.add(key)
+        else:
+            removed.discard(key)
+            scheduled[key] = PendingTimer(partition, key, request["saga_id"],
+                                          request["due_ms"])
+        if len(scheduled) + len(removed) >= flush_every:
+            index.apply(scheduled.values(), removed, offsets)
+            scheduled, removed = {}, set()
     index.apply(scheduled.values(), removed, offsets)
     return read

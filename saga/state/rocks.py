@@ -14,18 +14,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import orjson
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from saga.engine import events as ev
 from saga.engine.state import SagaState
 from saga.errors import CodecError
 from saga.state.port import (
     ProjectionCorrupt,
-    ProjectionLocked,
     entry_from_json,
     entry_to_json,
     state_to_json,
 )
+from saga.state.rocksdb import open_rdict
 
 #: Bumped whenever the stored state's shape changes: a projection of another format is
 #: wiped and rebuilt from the journal, which is always readable.
@@ -36,23 +36,8 @@ _STATE, _ENTRY, _OFFSET, _META = b"s\x00", b"e\x00", b"o\x00", b"m\x00format"
 class RocksProjection:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        options = Options(raw_mode=True)
-        options.create_if_missing(not read_only)
-        try:
-            if read_only:
-                self._db = Rdict(str(path), options, access_type=AccessType.read_only())
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = Rdict(str(path), options)
-        except Exception as exc:  # rocksdict raises plain Exception on open failures
-            if "lock" in str(exc).lower():
-                raise ProjectionLocked(
-                    f"the projection at {path} is in use by another process",
-                    hint="another coordinator with the same --instance-id runs on this "
-                    "machine; give each instance its own id") from exc
-            raise ProjectionCorrupt(f"cannot open the projection at {path}: {exc}",
-                                    hint="delete the folder; it is rebuilt from "
-                                    "saga.journal") from exc
+        self._db = open_rdict(path, read_only=read_only, what="projection",
+                              source="saga.journal")
         stored = self._db.get(_META)
         if stored is None and not read_only and self._is_empty():
             self._db.put(_META, FORMAT)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import WriteBatch
 
-from saga.state.port import ProjectionCorrupt, ProjectionLocked
+from saga.state.port import ProjectionCorrupt
+from saga.state.rocksdb import open_rdict
 
 
 @dataclass(frozen=True)
@@ -92,23 +93,8 @@ _POSITION = struct.Struct(">IQ")  # partition, due time: big-endian, so keys sor
 
 class RocksTimerIndex:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        options = Options(raw_mode=True)
-        options.create_if_missing(not read_only)
-        try:
-            if read_only:
-                self._db = Rdict(str(path), options, access_type=AccessType.read_only())
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = Rdict(str(path), options)
-        except Exception as exc:  # rocksdict raises plain Exception on open failures
-            if "lock" in str(exc).lower():
-                raise ProjectionLocked(
-                    f"the timer index at {path} is in use by another process",
-                    hint="another coordinator with the same --instance-id runs on this "
-                    "machine; give each instance its own id") from exc
-            raise ProjectionCorrupt(f"cannot open the timer index at {path}: {exc}",
-                                    hint="delete the folder; it is rebuilt from "
-                                    "saga.timers") from exc
+        self._db = open_rdict(path, read_only=read_only, what="timer index",
+                              source="saga.timers")
         if not read_only and self._db.get(_META) is None:
             self._db.put(_META, _FORMAT)
 

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from services.sdk import BusinessError, Command, Service, ServiceStore
+from saga.config import Settings
+from services.sdk import BusinessError, Command, Service, ServiceStore, read_store
 
 payments = Service("payments")
 inventory = Service("inventory")
@@ -131,6 +133,25 @@ def count_report(prefix: str) -> Any:
 REPORTS = {"payments": ledger_report, "inventory": stock_report,
            "shipping": count_report("shipment/"), "notifications": count_report("sent/"),
            "ops": count_report("alert/")}
+
+
+def read_report(settings: Settings, service: str) -> dict[str, Any]:
+    """A service's report from its store, opened read-only (it may be running)."""
+    store = read_store(settings, service)
+    try:
+        report: dict[str, Any] = REPORTS[service](store)
+        return report
+    finally:
+        store.close()
+
+
+def alerted_orders(settings: Settings) -> Counter[str]:
+    """How many alerts the ops service sent about each order."""
+    store = read_store(settings, "ops")
+    try:
+        return Counter(alert["order_id"] for _, alert in store.scan("alert/"))
+    finally:
+        store.close()
 
 
 def _short(command_id: str) -> str:

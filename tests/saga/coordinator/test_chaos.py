@@ -23,8 +23,7 @@ from saga.engine.lifecycle import SagaStatus
 from saga.kafka.embedded import EmbeddedKafka
 from saga.kafka.topics import admin_client, create_topics, load_specs
 from saga.stack import SERVICE_NAMES, Stack
-from services.examples.services import ledger_report
-from services.sdk import read_store
+from services.examples.services import alerted_orders, read_report
 from tests.cli_helpers import run_saga
 from tests.saga.kafka.test_embedded import _free_base_port
 from tests.system import STOCK, order
@@ -93,16 +92,8 @@ def test_chaos(cluster: tuple[EmbeddedKafka, str], tmp_path: Path) -> None:
     finally:
         stack.stop_all()
 
-    store = read_store(settings, "payments")
-    try:
-        ledger = ledger_report(store)["entries"]
-    finally:
-        store.close()
-    store = read_store(settings, "ops")
-    try:
-        alerts = Counter(alert["order_id"] for _, alert in store.scan("alert/"))
-    finally:
-        store.close()
+    ledger = read_report(settings, "payments")["entries"]
+    alerts = alerted_orders(settings)
     audit = audit_commands(settings, SERVICE_NAMES)
     projections = LocalProjections(settings)
     try:

@@ -14,8 +14,7 @@ from saga.config import Settings
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.stack import SERVICE_NAMES
-from services.examples.services import ledger_report
-from services.sdk import read_store
+from services.examples.services import read_report
 from tests.cli_helpers import run_saga
 from tests.system import order, running_stack, wait_for, wait_terminal
 
@@ -54,11 +53,7 @@ def test_sigkilled_coordinator_keeps_every_saga_exactly_once(settings: Settings)
         assert stack.dead() == []
 
     audit = audit_commands(settings, SERVICE_NAMES)
-    store = read_store(settings, "payments")
-    try:
-        ledger = ledger_report(store)["entries"]
-    finally:
-        store.close()
+    ledger = read_report(settings, "payments")["entries"]
     projections = LocalProjections(settings)
     try:
         histories = {saga_id: projections.history(saga_id) for saga_id in ids}

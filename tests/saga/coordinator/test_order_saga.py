@@ -12,8 +12,7 @@ from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.kafka.messages import Messages
 from saga.stack import SERVICE_NAMES
-from services.examples.services import ledger_report, stock_report
-from services.sdk import read_store
+from services.examples.services import read_report
 from tests.cli_helpers import run_saga
 from tests.system import STOCK, order, running_stack, wait_terminal
 
@@ -39,22 +38,14 @@ def test_both_paths_with_ledger_and_stock(settings: Settings) -> None:
         assert states[saga_id].status is SagaStatus.COMPENSATED
         assert states[saga_id].result == {"status": "cancelled", "reason": "out_of_stock"}
 
-    store = read_store(settings, "payments")
-    try:
-        ledger = ledger_report(store)
-    finally:
-        store.close()
+    ledger = read_report(settings, "payments")
     assert ledger["charges"] == 4
     assert ledger["refunds"] == 2
     assert ledger["charged_cents"] == 2 * 4599 + 2 * 700
     assert ledger["refunded_cents"] == 2 * 700
     assert sorted(e["saga_id"] for e in ledger["entries"] if e["type"] == "refund") == short
 
-    store = read_store(settings, "inventory")
-    try:
-        stock = stock_report(store)["stock"]
-    finally:
-        store.close()
+    stock = read_report(settings, "inventory")["stock"]
     assert stock == {"sku-1": STOCK["sku-1"] - 6, "sku-2": STOCK["sku-2"], "sku-rare": 0}
 
     audit = audit_commands(settings, SERVICE_NAMES)
@@ -121,11 +112,7 @@ def test_a_redelivered_command_has_its_effect_once(settings: Settings) -> None:
         # the service answers again (a duplicate reply, recorded and ignored by the saga)
         stack.wait_until(lambda s: any(e.event.type_name == "InputIgnored"
                                        for e in _history(settings, "d-1")), 60)
-    store = read_store(settings, "payments")
-    try:
-        assert ledger_report(store)["charges"] == 1
-    finally:
-        store.close()
+    assert read_report(settings, "payments")["charges"] == 1
     ignored = [e.event for e in _history(settings, "d-1") if e.event.type_name == "InputIgnored"]
     assert [i.reason for i in ignored] == ["duplicate_reply"]  # type: ignore[attr-defined]
 

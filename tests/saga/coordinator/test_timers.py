@@ -14,8 +14,7 @@ from saga.engine import events as ev
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.stack import Stack
-from services.examples.services import REPORTS
-from services.sdk import read_store
+from services.examples.services import read_report
 from tests.cli_helpers import run_saga
 from tests.system import order, running_stack, wait_for, wait_terminal
 
@@ -35,12 +34,8 @@ def _types(settings: Settings, saga_id: str) -> list[str]:
 
 
 def _alerts(settings: Settings) -> int:
-    store = read_store(settings, "ops")
-    try:
-        count: int = REPORTS["ops"](store)["records"]
-        return count
-    finally:
-        store.close()
+    count: int = read_report(settings, "ops")["records"]
+    return count
 
 
 def _with_flaky(stack: Stack) -> Stack:
