@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -34,9 +34,12 @@ class Process:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = field(default=None, repr=False)
     restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    #: Set when this Stack signalled the process, so its exit is not a crash.
+    signalled: bool = False
+    #: Exits nobody asked for, with the log tail at the time (kept across restarts).
+    crashes: list[str] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -94,27 +97,32 @@ class Stack:
         if process.alive:
             return process
         if process.popen is not None:
+            self._note_crash(process)
             process.restarts += 1
-        process.log = process.log_path.open("ab")
-        process.popen = subprocess.Popen(
-            [sys.executable, "-m", "saga.cli.main", *process.argv],
-            env={**self.env(), **process.env},
-            stdout=process.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        process.signalled = False
+        # The child keeps its own descriptor; holding ours open would leak one per
+        # restart of a process that died on its own.
+        with process.log_path.open("ab") as log:
+            process.popen = subprocess.Popen(
+                [sys.executable, "-m", "saga.cli.main", *process.argv],
+                env={**self.env(), **process.env},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
         return process
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes[name]
+        self._note_crash(process)
         if process.popen is not None and process.alive:
+            process.signalled = True
             process.popen.send_signal(sig)
             process.popen.wait(60)
-        if process.log is not None:
-            process.log.close()
-            process.log = None
 
     def stop_all(self, timeout_s: float = 30) -> None:
         for process in self.processes.values():
+            self._note_crash(process)
             if process.alive and process.popen is not None:
+                process.signalled = True
                 process.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for name, process in self.processes.items():
@@ -123,16 +131,23 @@ class Stack:
                     process.popen.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     self.kill(name)
-            if process.log is not None:
-                process.log.close()
-                process.log = None
 
     def dead(self) -> list[str]:
-        """Processes that exited on their own (a crash), with their log tails."""
-        return [f"{p.name} exited {p.popen.returncode}:\n{self.log_tail(p.name)}"
-                for p in self.processes.values()
-                if p.popen is not None and p.popen.poll() is not None
-                and p.popen.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM)]
+        """Every exit this Stack did not cause, now or before a restart, with log tails.
+
+        A process that stopped by itself and was started again still counts: a
+        restart must not hide a crash."""
+        for process in self.processes.values():
+            self._note_crash(process)
+        return [crash for p in self.processes.values() for crash in p.crashes]
+
+    def _note_crash(self, process: Process) -> None:
+        popen = process.popen
+        if popen is None or popen.poll() is None or process.signalled:
+            return
+        process.signalled = True  # noted once per run of the process
+        process.crashes.append(f"{process.name} exited {popen.returncode}:\n"
+                               f"{self.log_tail(process.name)}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.processes[name].log_path

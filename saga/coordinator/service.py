@@ -105,6 +105,7 @@ class Coordinator:
         # Write-through cache of committed states: the projection is only written here,
         # so a hit saves a RocksDB read and a JSON parse per input.
         self._states: OrderedDict[str, SagaState] = OrderedDict()
+        self._abandoned: list[Any] = []
         home = settings.state_dir / "coordinator" / self.config.instance_id
         self.projection_path = home / "projection"
         self.timers_path = home / "timers"
@@ -126,21 +127,8 @@ class Coordinator:
         if wiped:
             self._say(f"timer index at {self.timers_path} was unreadable: rebuilding it "
                       "from saga.timers")
-        prefix = self.settings.topic_prefix
-        self.producer = clients.producer(
-            self.bootstrap, transactional_id=f"{prefix}saga-coordinator-"
-            f"{self.config.instance_id}")
-        self.producer.init_transactions(60)
-        self.consumer = clients.consumer(
-            self.bootstrap, f"{prefix}saga-coordinator",
-            **{"partition.assignment.strategy": "cooperative-sticky",
-               # Static membership: a restarted instance takes its partitions straight
-               # back instead of waiting out the dead member's session.
-               "group.instance.id": f"{prefix}coordinator-{self.config.instance_id}",
-               "session.timeout.ms": 10000,
-               "max.poll.interval.ms": 300000})
-        self.consumer.subscribe([self.inbox], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.producer = self._transactional_producer()
+        self.consumer = self._subscribed_consumer()
         self._say(f"coordinator {self.config.instance_id} consuming {self.inbox}")
         last_report = time.monotonic()
         try:
@@ -158,12 +146,36 @@ class Coordinator:
                               f"{self.stats.transactions} transactions; partitions "
                               f"{sorted(self._owned)}")
         finally:
+            # No flush: every record is produced inside a transaction that has been
+            # committed or aborted by now, and a fenced producer would only raise.
             self.consumer.close()
-            self.producer.flush(10)
             self.projection.close()
             self.timers.close()
             self.engine.forget()
         return self.stats
+
+    def _transactional_producer(self) -> Any:
+        producer = clients.producer(
+            self.bootstrap, transactional_id=f"{self.settings.topic_prefix}saga-coordinator-"
+            f"{self.config.instance_id}")
+        # Fences any earlier producer with this id and aborts its open transaction.
+        producer.init_transactions(60)
+        return producer
+
+    def _subscribed_consumer(self) -> Any:
+        prefix = self.settings.topic_prefix
+        consumer = clients.consumer(
+            self.bootstrap, f"{prefix}saga-coordinator",
+            **{"partition.assignment.strategy": "cooperative-sticky",
+               # Dynamic membership on purpose: with static members (group.instance.id)
+               # a leader killed between the two rounds of a cooperative rebalance
+               # rejoins without a rebalance, and the partitions it was handing over stay
+               # assigned to nobody. A dead instance's partitions move after this:
+               "session.timeout.ms": 10000,
+               "max.poll.interval.ms": 300000})
+        consumer.subscribe([self.inbox], on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_lost)
+        return consumer
 
     def _check_topics(self) -> None:
         admin = admin_client(self.bootstrap)
@@ -189,12 +201,15 @@ class Coordinator:
                   f"{timer_records} timer records in {time.monotonic() - began:.2f}s")
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Between batches no transaction is open, so there is nothing to commit here;
-        # live coroutines of sagas that move away must not be reused if they come back.
-        self._owned.difference_update(tp.partition for tp in partitions)
+        # Between batches no transaction is open, so there is nothing to commit here.
+        self._forget_partitions(sorted(tp.partition for tp in partitions))
+
+    def _forget_partitions(self, partitions: list[int]) -> None:
+        # Live coroutines of sagas that move away must not be reused if they come back.
+        self._owned.difference_update(partitions)
         self.engine.forget()
         self._states.clear()
-        self._say(f"revoked partitions {sorted(tp.partition for tp in partitions)}")
+        self._say(f"revoked partitions {partitions}")
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._on_revoke(consumer, partitions)
@@ -217,7 +232,6 @@ class Coordinator:
             for message in batch:
                 error = message.error()
                 if error is not None:
-                    # e.g. fenced: a newer member took this instance id
                     if error.fatal() or error.code() == KafkaError._FATAL:
                         raise KafkaException(error)
                     log.warning("consume error: %s", error)
@@ -229,14 +243,15 @@ class Coordinator:
             if not consumed and not due:
                 self.producer.abort_transaction(30)
                 return
-            self.producer.flush(30)
+            self._flush()
             if consumed:
-                self.producer.send_offsets_to_transaction(
-                    [TopicPartition(self.inbox, p, o) for p, o in consumed.items()],
-                    self.consumer.consumer_group_metadata(), 30)
+                self._send_offsets(consumed)
             self.producer.commit_transaction(60)
         except KafkaException as exc:
             self._recover(exc, states, first)
+            return
+        except clients.ClientStuck as exc:
+            self._replace_producer(exc, states, first)
             return
         self.projection.commit(states, entries, self._delivered[self.journal])
         self.timers.apply(self._timer_changes.scheduled.values(), self._timer_changes.removed,
@@ -246,6 +261,27 @@ class Coordinator:
         self.stats.messages += len(batch)
         self.stats.transactions += 1
         self.stats.entries += len(entries)
+
+    def _flush(self) -> None:
+        try:
+            self.producer.flush(30)
+        except SystemError as exc:
+            # A fatal error (e.g. fenced by a newer instance) that strikes while flush
+            # serves delivery callbacks reaches Python as a SystemError caused by it.
+            if isinstance(exc.__cause__, KafkaException):
+                raise exc.__cause__ from exc
+            raise
+
+    def _send_offsets(self, consumed: dict[int, int]) -> None:
+        offsets = [TopicPartition(self.inbox, p, o) for p, o in consumed.items()]
+        metadata = self.consumer.consumer_group_metadata()
+        producer = self.producer
+        # Its own timeout does not hold when the group coordinator broker went away
+        # (librdkafka #5456, #5511): the call can block for good. It takes milliseconds
+        # when healthy; a timeout is abortable and the batch is read again.
+        clients.call_with_deadline(
+            lambda: producer.send_offsets_to_transaction(offsets, metadata, 10),
+            15, "send_offsets_to_transaction")
 
     def _handle(self, message: Message, partition: int, offset: int, now_ms: int,
                 states: dict[str, SagaState], entries: list[ev.Entry]) -> None:
@@ -372,6 +408,23 @@ class Coordinator:
                 "this one); give every instance its own id") from exc
         log.warning("transaction aborted (%s); re-reading the batch", error)
         self.producer.abort_transaction(30)
+        self._rewind(first)
+
+    def _replace_producer(self, exc: clients.ClientStuck, states: dict[str, SagaState],
+                          first: dict[int, int]) -> None:
+        """Give up a producer wedged inside librdkafka and read the batch again.
+
+        The new producer's init_transactions fences the old one, so whatever the old one
+        still holds open is aborted by the broker and never becomes visible."""
+        self.engine.forget(states)
+        self._states.clear()
+        self.stats.aborts += 1
+        self._say(f"{exc}; replacing the transactional producer and re-reading the batch")
+        self._abandoned.append(self.producer)  # its blocked call still holds it
+        self.producer = self._transactional_producer()
+        self._rewind(first)
+
+    def _rewind(self, first: dict[int, int]) -> None:
         for partition, offset in first.items():
             self.consumer.seek(TopicPartition(self.inbox, partition, offset))
 

@@ -11,10 +11,11 @@ an aiokafka service. librdkafka's own default (CRC32) would scatter one saga's i
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -27,6 +28,7 @@ from confluent_kafka import (
 )
 
 _log = logging.getLogger("saga.kafka")
+_T = TypeVar("_T")
 
 _COMMON: dict[str, Any] = {
     "log.connection.close": False,
@@ -99,12 +101,27 @@ def read_to_end(bootstrap: str, topic: str, starts: Mapping[int, int | None], *,
                     yield message
                     continue
                 if error.code() != KafkaError._PARTITION_EOF:
+                    if is_transient(error):  # a broker restarting: librdkafka reconnects
+                        _log.warning("reading %s: %s; retrying", topic, error.str())
+                        continue
                     raise KafkaException(error)
                 _, partition, offset = where(message)
                 remaining.discard(partition)
                 yield EndOfPartition(partition, offset)
     finally:
         reader.close()
+
+
+_TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                        KafkaError._TIMED_OUT, KafkaError._RESOLVE,
+                        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                        KafkaError.COORDINATOR_LOAD_IN_PROGRESS})
+
+
+def is_transient(error: KafkaError) -> bool:
+    """An error the client recovers from by itself once brokers answer again."""
+    return not error.fatal() and (error.retriable() or error.code() in _TRANSIENT)
 
 
 def partitions_of(bootstrap: str, topic: str) -> list[int]:
@@ -118,3 +135,35 @@ def partitions_of(bootstrap: str, topic: str) -> list[int]:
         return sorted(info.partitions)
     finally:
         probe.close()
+
+
+class ClientStuck(Exception):
+    """A client call overran its deadline and is still blocked inside librdkafka."""
+
+
+def call_with_deadline(call: Callable[[], _T], seconds: float, what: str) -> _T:
+    """``call()``, or ClientStuck once ``seconds`` pass; its own exceptions propagate.
+
+    For the librdkafka calls whose own timeout is known not to hold (e.g.
+    send_offsets_to_transaction, librdkafka #5456 and #5511). The call runs on a daemon
+    thread, so a call that never returns cannot keep the process from exiting; the
+    caller must abandon the client it was made on."""
+    outcome: list[tuple[bool, Any]] = []
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append((False, exc))
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=f"deadline:{what}", daemon=True).start()
+    if not finished.wait(seconds):
+        raise ClientStuck(f"{what} did not return within {seconds:.0f}s")
+    returned, value = outcome[0]
+    if returned:
+        result: _T = value
+        return result
+    raise value

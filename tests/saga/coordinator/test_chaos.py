@@ -10,7 +10,6 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from saga.kafka.topics import admin_client, create_topics, load_specs
 from saga.stack import SERVICE_NAMES, Stack
 from services.examples.services import alerted_orders, read_report
 from tests.cli_helpers import run_saga
-from tests.saga.kafka.test_embedded import _free_base_port
 from tests.system import STOCK, order
 
 pytestmark = pytest.mark.embedded
@@ -33,16 +31,6 @@ pytestmark = pytest.mark.embedded
 ORDERS = 5000
 BUDGET_S = 300
 COORDINATORS = ("c1", "c2", "c3")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[EmbeddedKafka, str]]:
-    kafka = EmbeddedKafka(tmp_path / "kafka", base_port=_free_base_port())
-    state = kafka.start(3)
-    try:
-        yield kafka, state.bootstrap_servers
-    finally:
-        kafka.stop()
 
 
 def test_chaos(cluster: tuple[EmbeddedKafka, str], tmp_path: Path) -> None:

@@ -1,0 +1,51 @@
+"""The client helpers that need no broker: deadlines on librdkafka calls and which
+errors count as a broker passing through a restart."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from confluent_kafka import KafkaError
+
+from saga.kafka.clients import ClientStuck, call_with_deadline, is_transient
+
+
+def test_a_call_within_its_deadline_returns_its_value() -> None:
+    assert call_with_deadline(lambda: 42, 5, "answer") == 42
+
+
+def test_a_call_that_raises_raises_in_the_caller() -> None:
+    def broken() -> None:
+        raise KeyError("inside")
+
+    with pytest.raises(KeyError, match="inside"):
+        call_with_deadline(broken, 5, "broken")
+
+
+def test_a_call_that_never_returns_is_given_up_on_time() -> None:
+    release = threading.Event()  # never set while the caller waits: the call hangs
+    with pytest.raises(ClientStuck, match="wedged did not return within 0s"):
+        call_with_deadline(release.wait, 0.2, "wedged")
+    stuck = [t for t in threading.enumerate() if t.name == "deadline:wedged"]
+    assert stuck
+    assert all(t.daemon for t in stuck)  # a call that never returns cannot hold the exit
+    release.set()
+
+
+@pytest.mark.parametrize("code", [KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                                  KafkaError.NOT_LEADER_FOR_PARTITION,
+                                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS])
+def test_a_restarting_broker_is_transient(code: int) -> None:
+    assert is_transient(KafkaError(code))
+
+
+def test_a_retriable_error_is_transient() -> None:
+    assert is_transient(KafkaError(KafkaError.REQUEST_TIMED_OUT, retriable=True))
+
+
+@pytest.mark.parametrize("error", [KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART),
+                                   KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED),
+                                   KafkaError(KafkaError._TRANSPORT, fatal=True)])
+def test_a_missing_topic_or_a_fatal_error_is_not(error: KafkaError) -> None:
+    assert not is_transient(error)
