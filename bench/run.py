@@ -242,7 +242,8 @@ def step_latencies(histories: Any) -> list[int]:
 def rebuild(settings: Settings) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="saga-bench-rebuild-") as tmp:
         began = time.monotonic()
-        _, sagas, events = rebuild_projection(settings, Path(tmp) / "projection")
+        rebuilt = rebuild_projection(settings, Path(tmp) / "projection")
+        sagas, events = rebuilt["sagas"], rebuilt["events"]
         seconds = time.monotonic() - began
     return {"sagas": sagas, "events": events, "seconds": round(seconds, 3),
             "events_per_s": round(events / seconds, 1)}

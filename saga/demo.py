@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     audit = audit_commands(settings, SERVICE_NAMES)
     audit.commands = [c for c in audit.commands if c["saga_id"] in mine]
     with tempfile.TemporaryDirectory(prefix="saga-demo-rebuild-") as tmp:
-        rebuilt = rebuild_projection(settings, Path(tmp) / "projection")
+        rebuild = rebuild_projection(settings, Path(tmp) / "projection")
+    rebuilt = (rebuild["checksum"], rebuild["sagas"])
 
     counts = {status: sum(1 for s in mine.values() if s.status is status)
               for status in SagaStatus}
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = order_violations(mine, ids, audit, ledger, histories)
     problems.extend(path_violations(mine, paths["picked"], paths["never_picked"],
                                     paths["out_of_stock"], alerts))
-    if rebuilt[:2] != live:
+    if rebuilt != live:
         problems.append(f"invariant 4: rebuilt checksum {rebuilt[0]} ({rebuilt[1]} sagas) != "
                         f"live {live[0]} ({live[1]} sagas)")
     problems.extend(f"a process crashed: {c}" for c in crashed)

@@ -21,21 +21,28 @@ def projection_dirs(settings: Settings) -> list[Path]:
 
 
 class LocalProjections:
-    """Every coordinator projection under the state folder, merged: per saga, the copy
-    with the most entries wins (after a rebalance an old owner may hold a stale copy)."""
+    """Every coordinator projection under the state folder (or only ``instance``'s),
+    merged: per saga, the copy with the most entries wins (after a rebalance an old
+    owner may hold a stale copy)."""
 
-    def __init__(self, settings: Settings) -> None:
-        dirs = projection_dirs(settings)
+    def __init__(self, settings: Settings, instance: str | None = None) -> None:
+        dirs = [d for d in projection_dirs(settings)
+                if instance is None or d.parent.name == instance]
         if not dirs:
-            raise SagaError(f"no coordinator projection under {settings.state_dir}",
+            which = f"of instance {instance!r} " if instance else ""
+            raise SagaError(f"no coordinator projection {which}under {settings.state_dir}",
                             hint="run `saga coordinator run` (or `make demo`) first, or set "
-                            "SAGA_STATE_DIR to the coordinators' state folder")
-        self._parts: list[Projection] = []
+                            "SAGA_STATE_DIR to the coordinators' state folder; instances "
+                            "here: " + (", ".join(d.parent.name for d in
+                                                  projection_dirs(settings)) or "none"))
+        #: instance id -> its projection (the folder above ``projection``)
+        self.instances: dict[str, RocksProjection] = {}
         for path in dirs:
             try:
-                self._parts.append(RocksProjection(path, read_only=True))
+                self.instances[path.parent.name] = RocksProjection(path, read_only=True)
             except ProjectionCorrupt:
                 continue
+        self._parts: list[Projection] = list(self.instances.values())
 
     def get(self, saga_id: str) -> SagaState | None:
         found = [s for p in self._parts if (s := p.get(saga_id)) is not None]

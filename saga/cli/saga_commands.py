@@ -29,7 +29,8 @@ from saga.kafka.clients import partitions_of
 from saga.kafka.cluster import resolve_bootstrap
 from saga.kafka.journal import catch_up
 from saga.kafka.messages import Messages
-from saga.state.port import checksum
+from saga.kafka.partitioner import partition_of
+from saga.state.port import checksum, checksum_by_partition
 from saga.state.rocks import RocksProjection
 
 DEFAULT_WORKFLOWS = "services.examples.order"
@@ -91,9 +92,17 @@ def register(commands: Any) -> None:
                                   "projection; print its checksum")
     rebuild.add_argument("--into", type=Path, help="folder for the rebuilt projection "
                          "(default: a temporary one, removed afterwards)")
+    rebuild.add_argument("--by-partition", action="store_true",
+                         help="also a checksum per partition, to compare with `saga checksum "
+                         "--by-partition` on each instance")
     rebuild.add_argument("--json", action="store_true")
     rebuild.set_defaults(handler=saga_rebuild)
     check = commands.add_parser("checksum", help="checksum of the live projection")
+    check.add_argument("--instance", help="only this coordinator instance's projection "
+                       "(default: every instance under the state folder, merged)")
+    check.add_argument("--by-partition", action="store_true",
+                       help="also per instance and partition, with the journal offset each "
+                       "instance has read to (asks Kafka for the partition count)")
     check.add_argument("--json", action="store_true")
     check.set_defaults(handler=saga_checksum)
     timers = commands.add_parser("timers", help="pending durable timers per partition")
@@ -303,29 +312,65 @@ def live_checksum(settings: Settings) -> tuple[str, int]:
         projections.close()
 
 
+def _journal_partitions(settings: Settings) -> int:
+    settings = _bootstrapped(settings)
+    return len(partitions_of(settings.bootstrap_servers, settings.topic("saga.journal")))
+
+
+def _by_partition(projection: RocksProjection, partitions: int) -> dict[str, dict[str, Any]]:
+    """Per partition: checksum and count of its sagas, and the journal offset read to."""
+    sums = checksum_by_partition(projection.states(), lambda i: partition_of(i, partitions))
+    offsets = projection.journal_offsets()
+    return {str(p): {"checksum": sums.get(p, checksum([]))[0],
+                     "sagas": sums.get(p, checksum([]))[1],
+                     "journal_offset": offsets.get(p)}
+            for p in sorted(set(sums) | set(offsets))}
+
+
 def saga_checksum(args: argparse.Namespace, settings: Settings) -> int:
-    digest, count = live_checksum(settings)
+    projections = LocalProjections(settings, args.instance)
+    try:
+        digest, count = checksum(projections.states())
+        instances: dict[str, dict[str, Any]] = {}
+        partitions = _journal_partitions(settings) if args.by_partition else 0
+        for name, projection in projections.instances.items():
+            own_digest, own_count = checksum(projection.states())
+            instances[name] = {"checksum": own_digest, "sagas": own_count}
+            if args.by_partition:
+                instances[name]["partitions"] = _by_partition(projection, partitions)
+        result: dict[str, Any] = {"checksum": digest, "sagas": count, "instances": instances}
+    finally:
+        projections.close()
     if args.json:
-        emit_json({"checksum": digest, "sagas": count})
-    else:
-        print(f"{digest}  ({count} sagas)")
+        emit_json(result)
+        return 0
+    print(f"{digest}  ({count} sagas)")
+    if args.by_partition:
+        print(table(["instance", "partition", "sagas", "journal offset", "checksum"],
+                    [[name, p, row["sagas"], row["journal_offset"], row["checksum"][:16]]
+                     for name, instance in instances.items()
+                     for p, row in instance["partitions"].items()]))
     return 0
 
 
-def rebuild_projection(settings: Settings, into: Path) -> tuple[str, int, int]:
+def rebuild_projection(settings: Settings, into: Path, *, by_partition: bool = False
+                       ) -> dict[str, Any]:
     """Replay the whole journal into a fresh projection at ``into``."""
     settings = _bootstrapped(settings)
     topic = settings.topic("saga.journal")
     projection = RocksProjection(into)
     try:
-        applied = catch_up(projection, settings.bootstrap_servers, topic,
-                           partitions_of(settings.bootstrap_servers, topic),
+        partitions = partitions_of(settings.bootstrap_servers, topic)
+        applied = catch_up(projection, settings.bootstrap_servers, topic, partitions,
                            Messages(max_payload_bytes=settings.max_payload_bytes),
                            on_progress=_progress_line("rebuild"))
         digest, count = checksum(projection.states())
+        result: dict[str, Any] = {"checksum": digest, "sagas": count, "events": applied}
+        if by_partition:
+            result["partitions"] = _by_partition(projection, len(partitions))
     finally:
         projection.close()
-    return digest, count, applied
+    return result
 
 
 def _progress_line(label: str) -> Any:
@@ -348,17 +393,22 @@ def _progress_line(label: str) -> Any:
 def saga_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     began = time.monotonic()
     if args.into is not None:
-        digest, count, applied = rebuild_projection(settings, args.into)
+        result = rebuild_projection(settings, args.into, by_partition=args.by_partition)
     else:
         with tempfile.TemporaryDirectory(prefix="saga-rebuild-") as tmp:
-            digest, count, applied = rebuild_projection(settings, Path(tmp) / "projection")
+            result = rebuild_projection(settings, Path(tmp) / "projection",
+                                        by_partition=args.by_partition)
     seconds = time.monotonic() - began
-    result = {"checksum": digest, "sagas": count, "events": applied,
-              "seconds": round(seconds, 3)}
+    result["seconds"] = round(seconds, 3)
     if args.json:
         emit_json(result)
-    else:
-        print(f"{digest}  ({count} sagas, {applied} events in {seconds:.1f}s)")
+        return 0
+    print(f"{result['checksum']}  ({result['sagas']} sagas, {result['events']} events in "
+          f"{seconds:.1f}s)")
+    if args.by_partition:
+        print(table(["partition", "sagas", "journal offset", "checksum"],
+                    [[p, row["sagas"], row["journal_offset"], row["checksum"][:16]]
+                     for p, row in result["partitions"].items()]))
     return 0
 
 

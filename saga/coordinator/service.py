@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
@@ -28,7 +28,7 @@ from saga.engine.decider import Engine
 from saga.engine.inputs import FireTimer
 from saga.engine.state import SagaState
 from saga.engine.workflow import WorkflowRegistry
-from saga.errors import CodecError, SagaError, TopicMismatch
+from saga.errors import CodecError, KafkaUnavailable, SagaError, TopicMismatch
 from saga.kafka import clients
 from saga.kafka.journal import catch_up
 from saga.kafka.messages import Messages, dead_letter_headers
@@ -44,6 +44,7 @@ from saga.state.rocks import RocksProjection
 from saga.state.timers import PendingTimer, RocksTimerIndex
 
 log = logging.getLogger("saga.coordinator")
+_T = TypeVar("_T")
 
 
 class CoordinatorFenced(SagaError):
@@ -69,6 +70,9 @@ class CoordinatorConfig:
     timer_fire_limit: int = 1000
     #: Seconds between progress lines on stderr; 0 for none.
     report_every_s: float = 10.0
+    #: How long start-up waits for a cluster that answers with transient errors (a
+    #: broker restarting, a controller election) before giving up.
+    startup_wait_s: float = 120.0
 
 
 @dataclass
@@ -118,7 +122,7 @@ class Coordinator:
 
     def run(self, *, until: Callable[[], bool] | None = None) -> Stats:
         """Process until stop() (or ``until()`` is true); returns the counters."""
-        self._check_topics()
+        self._while_kafka_recovers(self._check_topics, "checking the topics")
         self.projection, wiped = RocksProjection.open_or_rebuild(self.projection_path)
         if wiped:
             self._say(f"projection at {self.projection_path} was unreadable: rebuilding it "
@@ -127,7 +131,8 @@ class Coordinator:
         if wiped:
             self._say(f"timer index at {self.timers_path} was unreadable: rebuilding it "
                       "from saga.timers")
-        self.producer = self._transactional_producer()
+        self.producer = self._while_kafka_recovers(self._transactional_producer,
+                                                   "starting the transactional producer")
         self.consumer = self._subscribed_consumer()
         self._say(f"coordinator {self.config.instance_id} consuming {self.inbox}")
         last_report = time.monotonic()
@@ -153,6 +158,21 @@ class Coordinator:
             self.timers.close()
             self.engine.forget()
         return self.stats
+
+    def _while_kafka_recovers(self, step: Callable[[], _T], what: str) -> _T:
+        """``step()``, tried again while the cluster answers with transient errors."""
+        deadline = time.monotonic() + self.config.startup_wait_s
+        while True:
+            try:
+                return step()
+            except (KafkaUnavailable, KafkaException) as exc:
+                error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+                transient = isinstance(exc, KafkaUnavailable) or (
+                    isinstance(error, KafkaError) and clients.is_transient(error))
+                if not transient or time.monotonic() >= deadline:
+                    raise
+                self._say(f"{what}: Kafka is not ready ({exc}); trying again")
+                time.sleep(2)
 
     def _transactional_producer(self) -> Any:
         producer = clients.producer(

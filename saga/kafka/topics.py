@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from saga.config import PROJECT_ROOT, Settings
 from saga.errors import ConfigError, KafkaUnavailable, TopicError
+from saga.kafka.clients import is_transient
 
 SPEC_FILE = PROJECT_ROOT / "topics" / "topics.toml"
 _TIMEOUT_S = 30.0
@@ -169,6 +170,11 @@ def _config_problems(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
         try:
             entries = future.result(timeout=_TIMEOUT_S)
         except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and is_transient(error):
+                raise KafkaUnavailable(f"cannot read the config of {resource.name} yet: "
+                                       f"{exc}", hint="the cluster is still starting or "
+                                       "electing a controller; try again") from exc
             raise TopicError(f"cannot read the config of {resource.name}: {exc}") from exc
         spec = by_name[resource.name]
         for key, wanted in spec.config().items():

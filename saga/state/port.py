@@ -9,7 +9,7 @@ saga.journal; `checksum` is how a rebuild proves it equals the live copy.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -57,6 +57,15 @@ def entry_from_json(data: bytes) -> ev.Entry:
 
 def state_to_json(state: SagaState) -> bytes:
     return state.to_bytes()
+
+
+def checksum_by_partition(states: Iterable[SagaState], partition_of: Callable[[str], int]
+                          ) -> dict[int, tuple[str, int]]:
+    """``checksum`` of each partition's sagas, keyed by partition."""
+    groups: dict[int, list[SagaState]] = {}
+    for state in states:
+        groups.setdefault(partition_of(state.saga_id), []).append(state)
+    return {p: checksum(group) for p, group in sorted(groups.items())}
 
 
 def checksum(states: Iterable[SagaState]) -> tuple[str, int]:

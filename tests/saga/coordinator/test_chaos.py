@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from saga.audit import audit_commands, order_violations, path_violations
+from saga.audit import (
+    audit_commands,
+    order_violations,
+    path_violations,
+    projection_violations,
+)
 from saga.cli.reads import LocalProjections
 from saga.config import Settings
 from saga.engine.inputs import DeliverSignal, StartSaga
@@ -88,12 +93,15 @@ def test_chaos(cluster: tuple[EmbeddedKafka, str], tmp_path: Path) -> None:
         histories = {i: projections.history(i) for i in ids}
     finally:
         projections.close()
-    live = json.loads(run_saga(settings, "checksum", "--json").stdout)
-    rebuilt = json.loads(run_saga(settings, "rebuild", "--json", timeout=240).stdout)
+    live = json.loads(run_saga(settings, "checksum", "--by-partition", "--json").stdout)
+    rebuilt = json.loads(run_saga(settings, "rebuild", "--by-partition", "--json",
+                                  timeout=240).stdout)
+    per_instance = projection_violations(live, rebuilt)
     timers = json.loads(run_saga(settings, "timers", "--json").stdout)
     problems = order_violations(states, ids, audit, ledger, histories)
     problems += path_violations(states, paths["picked"], paths["never_picked"],
                                 paths["out_of_stock"], alerts)
+    problems += per_instance.problems
     ended = sum(1 for i in ids if i in states and states[i].terminal)
     by_status = Counter(states[i].status for i in ids if i in states)
     print(f"\nchaos: {ORDERS} orders, {sum(kills.values())} SIGKILLs {dict(kills)}, broker "
@@ -103,10 +111,13 @@ def test_chaos(cluster: tuple[EmbeddedKafka, str], tmp_path: Path) -> None:
           f"ids {len(audit.duplicates)}, charges {sum(e['type'] == 'charge' for e in ledger)}, "
           f"refunds {sum(e['type'] == 'refund' for e in ledger)}, pending timers "
           f"{timers['pending']}, checksum live {live['checksum'][:12]} rebuilt "
-          f"{rebuilt['checksum'][:12]}, {time.monotonic() - began:.0f}s")
+          f"{rebuilt['checksum'][:12]}, per instance: {per_instance.compared} current "
+          f"partition copies equal to the rebuild, {per_instance.stale} older copies, "
+          f"{time.monotonic() - began:.0f}s")
     assert crashed == []
     assert problems == []
     assert rebuilt["checksum"] == live["checksum"]
+    assert per_instance.compared >= len(rebuilt["partitions"])  # every partition checked
     assert timers["pending"] == 0  # invariant 5: every timer fired or was cancelled
     assert sum(alerts.values()) == len(paths["never_picked"])
     assert broker_restarted

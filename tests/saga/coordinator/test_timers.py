@@ -165,7 +165,9 @@ def test_ten_thousand_timers_due_in_one_second_all_fire_once(settings: Settings)
 def test_the_timer_index_is_rebuilt_from_the_topic(settings: Settings) -> None:
     ids = [f"idx-{n}" for n in range(20)]
     with running_stack(settings, workflows=WORKFLOWS) as stack:
-        wake_at = int(time.time() * 1000) + 15_000
+        # Due well after the restart: a SIGKILLed member keeps its partitions for the
+        # session timeout (10 s) before the new one gets them and rebuilds the index.
+        wake_at = int(time.time() * 1000) + 40_000
         for saga_id in ids:
             stack.send(saga_id, StartSaga("nap", {"wake_at_ms": wake_at}))
         stack.flush()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from saga.engine.state import SagaState
 from saga.state import MemoryProjection, Projection, ProjectionCorrupt, RocksProjection
-from saga.state.port import checksum
+from saga.state.port import checksum, checksum_by_partition
 from tests.saga.engine.sim import Sim
 from tests.saga.engine.test_decider import ORDER, order_registry
 
@@ -140,3 +141,12 @@ time.sleep(30)
         holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_checksum_by_partition_splits_the_whole() -> None:
+    states = [SagaState(f"s-{n}", saga_type="order", seq=n) for n in range(10)]
+    by_parity = checksum_by_partition(states, lambda saga_id: int(saga_id[2:]) % 2)
+    assert set(by_parity) == {0, 1}
+    assert by_parity[0] == checksum(s for s in states if int(s.saga_id[2:]) % 2 == 0)
+    assert by_parity[1][1] == 5
+    assert by_parity[0][0] != by_parity[1][0]
