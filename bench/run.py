@@ -275,12 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     say("rebuild of the end-to-end journal")
     rebuilt = rebuild(e2e_settings)
     say(f"  {rebuilt}")
-    # The broker warms up over a run: measure the ceiling again and use the mean.
+    # The broker warms up over a run: measure the ceiling again and hold the coordinator
+    # to the better of the two (the conservative baseline).
     say("ceiling again, after the broker has warmed up")
     last = ceiling(base, args.ceiling_inputs)
     say(f"  {last}")
     top = {"inputs": first["inputs"],
-           "inputs_per_s": round((first["inputs_per_s"] + last["inputs_per_s"]) / 2, 1),
+           "inputs_per_s": max(first["inputs_per_s"], last["inputs_per_s"]),
            "runs_inputs_per_s": [first["inputs_per_s"], last["inputs_per_s"]]}
     wheel = []
     for pending in timers.main_sizes(args.timers):
@@ -345,7 +346,7 @@ def render(result: dict[str, Any]) -> str:
         f"# Benchmark {result['when']} (`{result['command']}`, "
         f"{result['machine']['cpus']} cores)", "",
         "| measure | value | vs ceiling |", "|---|---|---|",
-        f"| ceiling: bare transactional loop (mean of {c['runs_inputs_per_s']}) | "
+        f"| ceiling: bare transactional loop (best of {c['runs_inputs_per_s']}) | "
         f"{c['inputs_per_s']} inputs/s | 1.00 |",
         f"| coordinator, replies written ahead | {k['inputs_per_s']} inputs/s "
         f"({k['sagas_per_s']} sagas/s) | {result['ratios']['coordinator_vs_ceiling']:.2f} |",

@@ -95,7 +95,9 @@ def read_to_end(bootstrap: str, topic: str, starts: Mapping[int, int | None], *,
                        for p, o in starts.items()])
         remaining = set(starts)
         while remaining:
-            for message in reader.consume(batch, 1.0):
+            # consume() waits for a full batch or its timeout: keep the timeout short, or
+            # every catch-up of a quiet partition costs the whole of it.
+            for message in reader.consume(batch, 0.05):
                 error = message.error()
                 if error is None:
                     yield message
