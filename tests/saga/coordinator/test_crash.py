@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import random
 import time
+from functools import partial
 
 from saga.audit import audit_commands, order_violations
 from saga.cli.reads import LocalProjections
 from saga.config import Settings
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
+from saga.engine.state import SagaState
 from saga.stack import SERVICE_NAMES
 from services.examples.services import read_report
 from tests.cli_helpers import run_saga
@@ -20,6 +22,10 @@ from tests.system import order, running_stack, wait_for, wait_terminal
 
 SAGAS = 240
 WAVES = 6
+
+
+def _any_under_way(ids: list[str], states: dict[str, SagaState]) -> bool:
+    return any(i in states and not states[i].terminal for i in ids)
 
 
 def test_sigkilled_coordinator_keeps_every_saga_exactly_once(settings: Settings) -> None:
@@ -39,9 +45,11 @@ def test_sigkilled_coordinator_keeps_every_saga_exactly_once(settings: Settings)
                 stack.send(saga_id, DeliverSignal("warehouse_picked", None))
             stack.flush()
             # A wave's sagas take several round trips through the services; kill the
-            # coordinator while they are under way, then count from the projection,
-            # which stands still once its only writer is dead.
-            time.sleep(rng.uniform(0.15, 0.4))
+            # coordinator once some are under way (a restarted coordinator may still be
+            # waiting for the group to hand its partitions back), then count from the
+            # projection, which stands still once its only writer is dead.
+            stack.wait_until(partial(_any_under_way, mine), 60, poll_s=0.05)
+            time.sleep(rng.uniform(0.0, 0.2))
             stack.kill("coordinator-c1")
             states = stack.states()
             in_flight_at_kill.append(sum(1 for i in mine
