@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from bench import scaling, timers
-from saga.audit import percentile
+from saga.audit import percentile, span_s
 from saga.cli.reads import LocalProjections
 from saga.cli.saga_commands import rebuild_projection
 from saga.config import Settings
@@ -187,8 +187,7 @@ def coordinator_only(base: Settings, count: int) -> dict[str, Any]:
     finally:
         stack.stop_all()
     # Timed from the journal: first decision to last, start-up excluded.
-    seconds = (max(states[i].ended_at_ms for i in ids)
-               - min(states[i].started_at_ms for i in ids)) / 1000
+    seconds = span_s(states[i] for i in ids)
     return {"sagas": count, "inputs": inputs, "seconds": round(seconds, 3),
             "inputs_per_s": round(inputs / seconds, 1),
             "sagas_per_s": round(count / seconds, 1)}

@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from saga.audit import percentile
+from saga.audit import percentile, span_s
 from saga.cli.reads import LocalProjections
 from saga.config import Settings
 from saga.engine import events as ev
@@ -39,8 +39,7 @@ def throughput(settings: Settings, instances: int, sagas: int, send_inputs: Any,
         _, states = wait_all(stack, ids, 900)
     finally:
         stack.stop_all()
-    seconds = (max(states[i].ended_at_ms for i in ids)
-               - min(states[i].started_at_ms for i in ids)) / 1000
+    seconds = span_s(states[i] for i in ids)
     return {"instances": instances, "sagas": sagas, "inputs": inputs,
             "seconds": round(seconds, 2), "inputs_per_s": round(inputs / seconds, 1)}
 

@@ -215,6 +215,12 @@ def durations_ms(states: Iterable[SagaState]) -> list[int]:
     return sorted(s.ended_at_ms - s.started_at_ms for s in states if s.ended_at_ms)
 
 
+def span_s(states: Iterable[SagaState]) -> float:
+    """Seconds from the first saga's start to the last one's end, as the journal has it."""
+    chosen = list(states)
+    return (max(s.ended_at_ms for s in chosen) - min(s.started_at_ms for s in chosen)) / 1000
+
+
 def percentile(values: list[int], share: float) -> int:
     if not values:
         return 0

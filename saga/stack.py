@@ -36,8 +36,8 @@ class Process:
     popen: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)
-    #: Set when this Stack signalled the process, so its exit is not a crash.
-    signalled: bool = False
+    #: This run's exit is accounted for: the Stack signalled it, or noted it as a crash.
+    exit_accounted: bool = False
     #: Exits nobody asked for, with the log tail at the time (kept across restarts).
     crashes: list[str] = field(default_factory=list)
 
@@ -99,7 +99,7 @@ class Stack:
         if process.popen is not None:
             self._note_crash(process)
             process.restarts += 1
-        process.signalled = False
+        process.exit_accounted = False
         # The child keeps its own descriptor; holding ours open would leak one per
         # restart of a process that died on its own.
         with process.log_path.open("ab") as log:
@@ -114,7 +114,7 @@ class Stack:
         process = self.processes[name]
         self._note_crash(process)
         if process.popen is not None and process.alive:
-            process.signalled = True
+            process.exit_accounted = True
             process.popen.send_signal(sig)
             process.popen.wait(60)
 
@@ -122,7 +122,7 @@ class Stack:
         for process in self.processes.values():
             self._note_crash(process)
             if process.alive and process.popen is not None:
-                process.signalled = True
+                process.exit_accounted = True
                 process.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for name, process in self.processes.items():
@@ -143,9 +143,9 @@ class Stack:
 
     def _note_crash(self, process: Process) -> None:
         popen = process.popen
-        if popen is None or popen.poll() is None or process.signalled:
+        if popen is None or popen.poll() is None or process.exit_accounted:
             return
-        process.signalled = True  # noted once per run of the process
+        process.exit_accounted = True  # noted once per run of the process
         process.crashes.append(f"{process.name} exited {popen.returncode}:\n"
                                f"{self.log_tail(process.name)}")
 

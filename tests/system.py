@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from saga.cli.reads import LocalProjections
 from saga.config import Settings
+from saga.engine import events as ev
 from saga.engine.state import SagaState
 from saga.kafka.topics import admin_client, create_topics, load_specs
 from saga.stack import Stack
@@ -32,6 +34,15 @@ def running_stack(settings: Settings, *, coordinators: tuple[str, ...] = ("c1",)
         yield stack
     finally:
         stack.stop_all()
+
+
+def history(settings: Settings, saga_id: str) -> list[ev.Entry]:
+    """One saga's journal entries, from the coordinators' projections."""
+    projections = LocalProjections(settings)
+    try:
+        return projections.history(saga_id)
+    finally:
+        projections.close()
 
 
 def wait_terminal(stack: Stack, ids: list[str], timeout_s: float = 120

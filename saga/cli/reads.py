@@ -11,7 +11,7 @@ from saga.config import Settings
 from saga.engine import events as ev
 from saga.engine.state import SagaState
 from saga.errors import SagaError
-from saga.state.port import Projection, ProjectionCorrupt
+from saga.state.port import ProjectionCorrupt
 from saga.state.rocks import RocksProjection
 
 
@@ -42,15 +42,14 @@ class LocalProjections:
                 self.instances[path.parent.name] = RocksProjection(path, read_only=True)
             except ProjectionCorrupt:
                 continue
-        self._parts: list[Projection] = list(self.instances.values())
 
     def get(self, saga_id: str) -> SagaState | None:
-        found = [s for p in self._parts if (s := p.get(saga_id)) is not None]
+        found = [s for p in self.instances.values() if (s := p.get(saga_id)) is not None]
         return max(found, key=lambda s: s.seq) if found else None
 
     def history(self, saga_id: str) -> list[ev.Entry]:
         best: list[ev.Entry] = []
-        for part in self._parts:
+        for part in self.instances.values():
             entries = part.history(saga_id)
             if len(entries) > len(best):
                 best = entries
@@ -58,7 +57,7 @@ class LocalProjections:
 
     def states(self) -> Iterator[SagaState]:
         merged: dict[str, SagaState] = {}
-        for part in self._parts:
+        for part in self.instances.values():
             for state in part.states():
                 held = merged.get(state.saga_id)
                 if held is None or held.seq < state.seq:
@@ -69,7 +68,7 @@ class LocalProjections:
         return None
 
     def close(self) -> None:
-        for part in self._parts:
+        for part in self.instances.values():
             part.close()
 
 

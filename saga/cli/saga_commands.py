@@ -321,8 +321,8 @@ def _by_partition(projection: RocksProjection, partitions: int) -> dict[str, dic
     """Per partition: checksum and count of its sagas, and the journal offset read to."""
     sums = checksum_by_partition(projection.states(), lambda i: partition_of(i, partitions))
     offsets = projection.journal_offsets()
-    return {str(p): {"checksum": sums.get(p, checksum([]))[0],
-                     "sagas": sums.get(p, checksum([]))[1],
+    empty = checksum([])
+    return {str(p): {"checksum": sums.get(p, empty)[0], "sagas": sums.get(p, empty)[1],
                      "journal_offset": offsets.get(p)}
             for p in sorted(set(sums) | set(offsets))}
 

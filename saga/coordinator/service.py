@@ -166,9 +166,7 @@ class Coordinator:
             try:
                 return step()
             except (KafkaUnavailable, KafkaException) as exc:
-                error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-                transient = isinstance(exc, KafkaUnavailable) or (
-                    isinstance(error, KafkaError) and clients.is_transient(error))
+                transient = isinstance(exc, KafkaUnavailable) or clients.is_transient(exc)
                 if not transient or time.monotonic() >= deadline:
                     raise
                 self._say(f"{what}: Kafka is not ready ({exc}); trying again")
@@ -224,15 +222,12 @@ class Coordinator:
                   f"{timer_records} timer records in {time.monotonic() - began:.2f}s")
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Between batches no transaction is open, so there is nothing to commit here.
-        self._forget_partitions(sorted(tp.partition for tp in partitions))
-
-    def _forget_partitions(self, partitions: list[int]) -> None:
-        # Live coroutines of sagas that move away must not be reused if they come back.
-        self._owned.difference_update(partitions)
+        # Between batches no transaction is open, so there is nothing to commit here;
+        # live coroutines of sagas that move away must not be reused if they come back.
+        self._owned.difference_update(tp.partition for tp in partitions)
         self.engine.forget()
         self._states.clear()
-        self._say(f"revoked partitions {partitions}")
+        self._say(f"revoked partitions {sorted(tp.partition for tp in partitions)}")
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._on_revoke(consumer, partitions)
@@ -420,9 +415,7 @@ class Coordinator:
                  first: dict[int, int]) -> None:
         """Abort the batch and read it again; a fenced or fatal error stops the process."""
         error: KafkaError = exc.args[0]
-        self.engine.forget(states)
-        self._states.clear()
-        self.stats.aborts += 1
+        self._drop_batch(states)
         if error.fatal() or error.code() == KafkaError._FATAL or not (
                 error.txn_requires_abort() or error.retriable()):
             raise CoordinatorFenced(
@@ -439,13 +432,17 @@ class Coordinator:
 
         The new producer's init_transactions fences the old one, so whatever the old one
         still holds open is aborted by the broker and never becomes visible."""
-        self.engine.forget(states)
-        self._states.clear()
-        self.stats.aborts += 1
+        self._drop_batch(states)
         self._say(f"{exc}; replacing the transactional producer and re-reading the batch")
         self._abandoned.append(self.producer)  # its blocked call still holds it
         self.producer = self._transactional_producer()
         self._rewind(first)
+
+    def _drop_batch(self, states: dict[str, SagaState]) -> None:
+        """Forget what an aborted batch decided: its coroutines and cached states."""
+        self.engine.forget(states)
+        self._states.clear()
+        self.stats.aborts += 1
 
     def _rewind(self, first: dict[int, int]) -> None:
         for partition, offset in first.items():

@@ -121,8 +121,11 @@ _TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
                         KafkaError.COORDINATOR_LOAD_IN_PROGRESS})
 
 
-def is_transient(error: KafkaError) -> bool:
+def is_transient(error: KafkaError | KafkaException) -> bool:
     """An error the client recovers from by itself once brokers answer again."""
+    if isinstance(error, KafkaException):
+        cause = error.args[0] if error.args else None
+        return isinstance(cause, KafkaError) and is_transient(cause)
     return not error.fatal() and (error.retriable() or error.code() in _TRANSIENT)
 
 

@@ -170,8 +170,7 @@ def _config_problems(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
         try:
             entries = future.result(timeout=_TIMEOUT_S)
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and is_transient(error):
+            if is_transient(exc):
                 raise KafkaUnavailable(f"cannot read the config of {resource.name} yet: "
                                        f"{exc}", hint="the cluster is still starting or "
                                        "electing a controller; try again") from exc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from saga.audit import audit_commands, read_topic
-from saga.cli.reads import LocalProjections
 from saga.config import Settings
 from saga.engine import events as ev
 from saga.engine.inputs import DeliverSignal, StartSaga
@@ -14,7 +13,7 @@ from saga.kafka.messages import Messages
 from saga.stack import SERVICE_NAMES
 from services.examples.services import read_report
 from tests.cli_helpers import run_saga
-from tests.system import STOCK, order, running_stack, wait_terminal
+from tests.system import STOCK, history, order, running_stack, wait_terminal
 
 
 def test_both_paths_with_ledger_and_stock(settings: Settings) -> None:
@@ -88,7 +87,7 @@ def test_cancel_compensates_what_was_done(settings: Settings) -> None:
     audit = audit_commands(settings, SERVICE_NAMES)
     assert sorted(c["name"] for c in audit.by_saga()["c-1"] if c["kind"] == "COMPENSATION") \
         == ["refund", "release"]
-    issued = [e.event for e in _history(settings, "c-1")
+    issued = [e.event for e in history(settings, "c-1")
               if isinstance(e.event, ev.CommandIssued) and e.event.kind == ev.COMPENSATION]
     # newest first: the reservation is released before the charge is refunded
     assert [(c.service, c.name) for c in issued] == [("inventory", "release"),
@@ -111,16 +110,10 @@ def test_a_redelivered_command_has_its_effect_once(settings: Settings) -> None:
         stack.flush()
         # the service answers again (a duplicate reply, recorded and ignored by the saga)
         stack.wait_until(lambda s: any(e.event.type_name == "InputIgnored"
-                                       for e in _history(settings, "d-1")), 60)
+                                       for e in history(settings, "d-1")), 60)
     assert read_report(settings, "payments")["charges"] == 1
-    ignored = [e.event for e in _history(settings, "d-1") if e.event.type_name == "InputIgnored"]
+    ignored = [e.event for e in history(settings, "d-1") if e.event.type_name == "InputIgnored"]
     assert [i.reason for i in ignored] == ["duplicate_reply"]  # type: ignore[attr-defined]
 
 
-def _history(settings: Settings, saga_id: str) -> list[ev.Entry]:
-    projections = LocalProjections(settings)
-    try:
-        return projections.history(saga_id)
-    finally:
-        projections.close()
 

@@ -16,21 +16,13 @@ from saga.engine.lifecycle import SagaStatus
 from saga.stack import Stack
 from services.examples.services import read_report
 from tests.cli_helpers import run_saga
-from tests.system import order, running_stack, wait_for, wait_terminal
+from tests.system import history, order, running_stack, wait_for, wait_terminal
 
 WORKFLOWS = "services.examples.order,tests.timer_workflows"
 
 
-def _history(settings: Settings, saga_id: str) -> list[ev.Entry]:
-    projections = LocalProjections(settings)
-    try:
-        return projections.history(saga_id)
-    finally:
-        projections.close()
-
-
 def _types(settings: Settings, saga_id: str) -> list[str]:
-    return [e.event.type_name for e in _history(settings, saga_id)]
+    return [e.event.type_name for e in history(settings, saga_id)]
 
 
 def _alerts(settings: Settings) -> int:
@@ -61,7 +53,7 @@ def test_a_timer_pending_through_a_sigkill_fires_after_restart_once(
     assert types.count("TimerFired") == 1
     assert "WaitTimedOut" in types
     assert _alerts(settings) == 1
-    fired = next(e for e in _history(settings, "late-pick") if e.event.type_name == "TimerFired")
+    fired = next(e for e in history(settings, "late-pick") if e.event.type_name == "TimerFired")
     deadline = states["late-pick"].timers["late-pick:2:wait:0"]
     assert fired.at_ms >= deadline.due_ms  # never early; late only by the downtime
     after = json.loads(run_saga(settings, "timers", "--json").stdout)
@@ -80,7 +72,7 @@ def test_a_signal_after_its_timeout_is_recorded_not_acted_on(settings: Settings)
     types = _types(settings, "slow-pick")
     assert types.index("WaitTimedOut") < types.index("SagaCompleted")
     assert _alerts(settings) == 1
-    ignored = [e.event for e in _history(settings, "slow-pick")
+    ignored = [e.event for e in history(settings, "slow-pick")
                if isinstance(e.event, ev.InputIgnored)]
     assert [i.reason for i in ignored] == ["signal_after_end"]
 
@@ -118,7 +110,7 @@ def test_retry_then_success_exhaustion_and_a_late_reply(settings: Settings) -> N
 
     ok = states["retry-ok"]
     assert ok.result == {"result": {"attempt": 3}}
-    retry_timers = [e.event for e in _history(settings, "retry-ok")
+    retry_timers = [e.event for e in history(settings, "retry-ok")
                     if isinstance(e.event, ev.TimerScheduled) and e.event.purpose == "retry"]
     assert [t.timer_id for t in retry_timers] == ["retry-ok:1:retry:2", "retry-ok:1:retry:3"]
 
@@ -131,7 +123,7 @@ def test_retry_then_success_exhaustion_and_a_late_reply(settings: Settings) -> N
     assert late.result == {"result": {"attempt": 2}}
     types = _types(settings, "late")
     assert "CommandTimedOut" in types
-    ignored = [e.event for e in _history(settings, "late") if isinstance(e.event, ev.InputIgnored)]
+    ignored = [e.event for e in history(settings, "late") if isinstance(e.event, ev.InputIgnored)]
     assert [i.reason for i in ignored] == ["late_reply"]
 
 
