@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit lint bench clean kafka-start kafka-stop
+.PHONY: venv demo test test-unit lint bench fuzz clean kafka-start kafka-stop
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -27,10 +27,19 @@ test-unit: venv
 	$(PY) -m pytest -m "not integration and not embedded" $(PYTEST_ARGS)
 
 demo: venv
-	$(PY) -m saga.demo $(DEMO_ARGS)
+	$(PY) -m saga.dev.demo $(DEMO_ARGS)
 
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Property-based fuzzing (Hypothesis) of the codecs, the decider and the fold: 100,000
+# cases in all (FUZZ_EXAMPLES is shared out by weight; `make test` runs a short pass);
+# then 100,000 malformed records on every input topic while real orders run
+# (bench/bad_records.py, on the embedded broker; results under bench/results/).
+fuzz: venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(PY) -m pytest -q tests/saga/fuzz \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
+	$(PY) -m bench.bad_records $(FUZZ_ARGS)
 
 kafka-start: venv
 	$(VENV)/bin/saga kafka start

@@ -11,12 +11,12 @@ import re
 import time
 from typing import Any
 
-from saga.audit import percentile, span_s
-from saga.cli.reads import LocalProjections
 from saga.config import Settings
+from saga.dev.audit import percentile, span_s
+from saga.dev.stack import Stack
 from saga.engine import events as ev
 from saga.engine.inputs import DeliverSignal, StartSaga
-from saga.stack import Stack
+from saga.store.local_projections import LocalProjections
 
 
 def throughput(settings: Settings, instances: int, sagas: int, send_inputs: Any,

@@ -1,7 +1,8 @@
 """Typed settings with documented defaults, read from flags and ``SAGA_*`` variables.
 
 Precedence: an explicit argument (a CLI flag) beats the environment, which beats the
-default. Every field's variable is ``SAGA_`` + its upper-cased name.
+default. Every field's variable is ``SAGA_`` + its upper-cased name; a secret may be
+given instead as a file named by ``SAGA_<NAME>_FILE``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,64 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from saga.errors import ConfigError
 
-#: The checkout (or installed tree) that holds schemas/, topics/ and compose/.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A password or key passphrase: its repr and str never show it (settings end up in
+    logs, tracebacks and test reports); ``reveal()`` is the one way to read it."""
+
+    _value: str = field(default="", repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of a process authenticates and encrypts: mapped onto
+    librdkafka and aiokafka in one place, saga.kafka.security."""
+
+    protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = ""
+    sasl_username: str = ""
+    sasl_password: Secret = Secret()
+    #: PEM file of the CA that signed the brokers' certificates (empty: the system's).
+    ssl_ca_file: str = ""
+    #: PEM client certificate and key, for mTLS.
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+    ssl_key_password: Secret = Secret()
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """What a Kafka client needs to reach the cluster: where, and how."""
+
+    bootstrap_servers: str
+    security: KafkaSecurity = KafkaSecurity()
 
 
 @dataclass(frozen=True)
@@ -36,6 +89,68 @@ class Settings:
     kafka_port: int = 29092
     #: Largest JSON body (saga input, command, reply, signal) accepted, in bytes.
     max_payload_bytes: int = 512 * 1024
+    #: Comma-separated modules whose @workflow declarations a coordinator runs.
+    workflows: str = "saga.examples.order,saga.examples.subscription,saga.examples.bulk_order"
+    #: Wall time of one workflow activation before its saga parks (0: no limit).
+    run_max_seconds: float = 5.0
+    #: Journal entries one decision may write before its saga parks.
+    run_max_events: int = 10_000
+    #: Commands one decision may issue (fan-out) before its saga parks.
+    run_max_commands: int = 2_000
+    #: Journal entries one saga may hold before it parks.
+    max_history: int = 100_000
+    #: Reply deadline of a ctx.call or compensation attempt that names none, in
+    #: seconds (0: none). Past it the attempt counts as failed and is retried.
+    step_timeout_s: float = 300.0
+    #: Signals a saga may hold that no wait has taken yet; more are dead-lettered.
+    max_pending_signals: int = 1_000
+    #: Longest a service handler may run before its attempt fails (0: no limit).
+    handler_timeout_s: float = 60.0
+    #: The visibility server's HTTP API (e.g. http://127.0.0.1:8090): the CLI's read
+    #: commands and the client go through it when set.
+    api_url: str = ""
+    #: Where `saga server` listens: loopback unless told otherwise.
+    server_host: str = "127.0.0.1"
+    server_port: int = 8090
+    #: Port of a coordinator's or service's Prometheus /metrics (0: not served; the
+    #: server serves /metrics beside its API).
+    metrics_port: int = 0
+    #: Address it listens on.
+    metrics_host: str = "127.0.0.1"
+    #: "text" (a line a message) or "json" (one JSON object a line, with the saga id,
+    #: partition and instance where they apply).
+    log_format: str = "text"
+    #: Bearer tokens `saga server` accepts for reading (comma-separated; none: the API is
+    #: open). Never printed.
+    api_read_tokens: Secret = field(default_factory=Secret)
+    #: Tokens that may also act (start, signal, cancel, resume, abandon, update, redrive).
+    api_operate_tokens: Secret = field(default_factory=Secret)
+    #: The token the client and the CLI send to SAGA_API_URL.
+    api_token: Secret = field(default_factory=Secret)
+    #: Payload encryption keys, ``id:base64key,...`` (none: bodies are plain JSON).
+    #: Every process that reads or writes bodies needs them. Never printed.
+    payload_keys: Secret = field(default_factory=Secret)
+    #: The key new bodies are sealed with (default: the first listed).
+    payload_key_id: str = ""
+    #: Claim-check: a directory every process shares (a volume, NFS) where bodies larger
+    #: than SAGA_CLAIM_CHECK_BYTES are kept, the record carrying only their SHA-256
+    #: (empty: every body travels in its record). Blobs are never deleted by kafka-saga.
+    claim_check_dir: str = ""
+    #: Bodies (after encryption) above this many bytes go to SAGA_CLAIM_CHECK_DIR.
+    claim_check_bytes: int = 64 * 1024
+    #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka client of the process.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with a SASL_* protocol.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    #: Never printed: shown as *** in reprs, logs, --json output and errors.
+    kafka_sasl_password: Secret = field(default_factory=Secret)
+    #: PEM file of the CA that signed the brokers' certificates (empty: the system's).
+    kafka_ssl_ca_file: str = ""
+    #: PEM client certificate and private key, for mTLS (SSL) brokers.
+    kafka_ssl_cert_file: str = ""
+    kafka_ssl_key_file: str = ""
+    kafka_ssl_key_password: Secret = field(default_factory=Secret)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -44,16 +159,32 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"SAGA_{f.name.upper()}")
+            if (raw is None or raw == "") and f.type == "Secret":
+                raw = _secret_file(f.name, env.get(f"SAGA_{f.name.upper()}_FILE"))
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        types = {f.name: f.type for f in fields(cls)}
+        # Flags arrive as text, like the variables: the same parsing, the same errors.
+        values.update({k: _parse(k, types[k], v) if isinstance(v, str) and k in types else v
+                       for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
         return settings
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def with_security(self, security: KafkaSecurity) -> Settings:
+        """These settings reaching Kafka as ``security`` says."""
+        return replace(
+            self, kafka_security_protocol=security.protocol,
+            kafka_sasl_mechanism=security.sasl_mechanism,
+            kafka_sasl_username=security.sasl_username,
+            kafka_sasl_password=security.sasl_password,
+            kafka_ssl_ca_file=security.ssl_ca_file, kafka_ssl_cert_file=security.ssl_cert_file,
+            kafka_ssl_key_file=security.ssl_key_file,
+            kafka_ssl_key_password=security.ssl_key_password)
 
     def validate(self) -> None:
         if self.partitions < 1:
@@ -65,9 +196,93 @@ class Settings:
                 hint="set SAGA_REPLICATION_FACTOR to 1 (single broker) or 3",
             )
 
+        self.kafka.security  # noqa: B018 - validates the security settings
+        if self.payload_keys or self.payload_key_id:
+            from saga.codec.payload import PayloadCipher  # cryptography: only when used
+
+            PayloadCipher.parse(self.payload_keys.reveal(), self.payload_key_id)
+        if self.claim_check_dir and self.claim_check_bytes < 1:
+            raise ConfigError(
+                f"claim_check_bytes must be >= 1, got {self.claim_check_bytes}",
+                hint="set SAGA_CLAIM_CHECK_BYTES to the body size above which bodies go "
+                "to SAGA_CLAIM_CHECK_DIR")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, got {self.log_format!r}",
+                              hint="set SAGA_LOG_FORMAT=json or leave it unset")
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The cluster and how to reach it, for saga.kafka's clients."""
+        protocol = self.kafka_security_protocol.upper()
+        if protocol not in get_args(SecurityProtocol):
+            raise ConfigError(
+                f"kafka_security_protocol must be one of {', '.join(get_args(SecurityProtocol))}"
+                f", got {self.kafka_security_protocol!r}",
+                hint="set SAGA_KAFKA_SECURITY_PROTOCOL, e.g. SASL_SSL")
+        mechanism = self.kafka_sasl_mechanism.upper()
+        if mechanism not in get_args(SaslMechanism):
+            raise ConfigError(
+                f"kafka_sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got "
+                f"{self.kafka_sasl_mechanism!r}", hint="set SAGA_KAFKA_SASL_MECHANISM")
+        security = KafkaSecurity(
+            protocol=protocol, sasl_mechanism=mechanism,  # type: ignore[arg-type]
+            sasl_username=self.kafka_sasl_username, sasl_password=self.kafka_sasl_password,
+            ssl_ca_file=self.kafka_ssl_ca_file, ssl_cert_file=self.kafka_ssl_cert_file,
+            ssl_key_file=self.kafka_ssl_key_file,
+            ssl_key_password=self.kafka_ssl_key_password)
+        if security.uses_sasl and not (mechanism and security.sasl_username
+                                       and security.sasl_password):
+            raise ConfigError(
+                f"{protocol} needs a SASL mechanism, user name and password",
+                hint="set SAGA_KAFKA_SASL_MECHANISM (e.g. SCRAM-SHA-512), "
+                "SAGA_KAFKA_SASL_USERNAME and SAGA_KAFKA_SASL_PASSWORD")
+        if not security.uses_sasl and mechanism:
+            raise ConfigError(
+                f"a SASL mechanism is set but the protocol is {protocol}",
+                hint="set SAGA_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)")
+        if bool(security.ssl_cert_file) != bool(security.ssl_key_file):
+            raise ConfigError("mTLS needs both a client certificate and its key",
+                              hint="set SAGA_KAFKA_SSL_CERT_FILE and SAGA_KAFKA_SSL_KEY_FILE")
+        if security.ssl_cert_file and not security.uses_tls:
+            raise ConfigError(f"a client certificate is set but the protocol is {protocol}",
+                              hint="set SAGA_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
+        for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+            path = getattr(security, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"kafka_{name} {path!r} is not a readable file",
+                                  hint=f"set SAGA_KAFKA_{name.upper()} to a PEM file")
+        return KafkaConnection(self.bootstrap_servers, security)
+
+    def child_env(self) -> dict[str, str]:
+        """The SAGA_* variables that give a child process this Kafka security, these
+        payload keys, body limit and claim-check store, secrets in the clear: for its
+        environment only, never for output."""
+        env = {}
+        for f in fields(self):
+            if f.name.startswith(("kafka_security", "kafka_sasl", "kafka_ssl", "payload_",
+                                  "claim_check_", "max_payload_")):
+                value = getattr(self, f.name)
+                env[f"SAGA_{f.name.upper()}"] = value.reveal() if isinstance(value, Secret) \
+                    else str(value)
+        return env
+
     def topic(self, name: str) -> str:
         """The real topic name for a contract name such as ``saga.inbox``."""
         return f"{self.topic_prefix}{name}"
+
+
+def _secret_file(name: str, path: str | None) -> str | None:
+    """A secret given as SAGA_<NAME>_FILE (a Docker or Kubernetes secret mounted as a
+    file): its content, without the trailing newline editors and `echo` add."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"SAGA_{name.upper()}_FILE={path!r} cannot be read: "
+                          f"{exc.strerror}",
+                          hint=f"mount the secret there, or set SAGA_{name.upper()} "
+                          "instead") from None
 
 
 def _parse(name: str, annotation: object, raw: str) -> Any:
@@ -75,9 +290,14 @@ def _parse(name: str, annotation: object, raw: str) -> Any:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "Secret":
+            return Secret(raw)
     except ValueError:
-        raise ConfigError(f"SAGA_{name.upper()}={raw!r} is not a whole number",
-                          hint=f"set SAGA_{name.upper()} to an integer") from None
+        what = "a whole number" if kind == "int" else "a number"
+        raise ConfigError(f"SAGA_{name.upper()}={raw!r} is not {what}",
+                          hint=f"set SAGA_{name.upper()} to {what}") from None
     return raw

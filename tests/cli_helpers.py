@@ -14,7 +14,8 @@ def saga_env(settings: Settings) -> dict[str, str]:
             "SAGA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "SAGA_TOPIC_PREFIX": settings.topic_prefix,
             "SAGA_STATE_DIR": str(settings.state_dir),
-            "SAGA_PARTITIONS": str(settings.partitions)}
+            "SAGA_PARTITIONS": str(settings.partitions),
+            **settings.child_env()}
 
 
 def run_saga(settings: Settings, *args: str, timeout: float = 120

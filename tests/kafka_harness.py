@@ -12,12 +12,14 @@ In CI (``CI=true``) a missing Docker engine is an error, never a skip.
 from __future__ import annotations
 
 import os
+import random
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from saga.kafka.embedded import (
+from saga.dev.embedded import (
     KAFKA_VERSION,
     EmbeddedKafka,
     free_port,
@@ -28,6 +30,39 @@ from saga.kafka.embedded import (
 )
 
 DEFAULT_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
+
+
+def free_base_port(*, internal: bool = False) -> int:
+    """A base port whose three client ports (base+0..2) and controller ports
+    (base+100..102) are free, and the internal ones (base+200..202) of a secured
+    cluster when asked. Outside the kernel's ephemeral range: while a broker is down
+    its clients keep reconnecting, each from a new ephemeral port, and one of them
+    took the port of a broker the chaos test was about to restart."""
+    offsets = [0, 1, 2, 100, 101, 102, *([200, 201, 202] if internal else [])]
+    low, high = _ephemeral_range()
+    start, stop = (20000, low - 300) if low - 300 > 20000 else (high + 1, 65535 - 300)
+    for _ in range(50):
+        base = random.randrange(start, stop)
+        if all(_bindable(base + offset) for offset in offsets):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def in_ci() -> bool:

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from saga.cli.reads import LocalProjections
 from saga.config import Settings
+from saga.dev.stack import Stack
 from saga.engine import events as ev
 from saga.engine.state import SagaState
 from saga.kafka.topics import admin_client, create_topics, load_specs
-from saga.stack import Stack
+from saga.store.local_projections import LocalProjections
 
 STOCK = {"sku-1": 1000, "sku-2": 1000, "sku-rare": 0}
 
@@ -26,10 +26,11 @@ def order(saga_id: str, sku: str = "sku-1", qty: int = 2, amount: int = 4599
 
 @contextmanager
 def running_stack(settings: Settings, *, coordinators: tuple[str, ...] = ("c1",),
-                  workflows: str | None = None) -> Iterator[Stack]:
-    create_topics(admin_client(settings.bootstrap_servers), load_specs(settings))
+                  workflows: str | None = None,
+                  coordinator_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    create_topics(admin_client(settings.kafka), load_specs(settings))
     stack = Stack(settings, stock=STOCK, workflows=workflows)
-    stack.start_all(coordinators)
+    stack.start_all(coordinators, coordinator_env=coordinator_env)
     try:
         yield stack
     finally:
@@ -55,8 +56,8 @@ def wait_terminal(stack: Stack, ids: list[str], timeout_s: float = 120
     return states
 
 
-def wait_for(predicate: Any, timeout_s: float, what: str) -> None:
+def wait_for(predicate: Any, timeout_s: float, what: str, *, poll_s: float = 0.3) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
+        time.sleep(poll_s)

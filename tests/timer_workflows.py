@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from saga import RetryPolicy, SagaContext, StepFailed, seconds, workflow
-from services.sdk import Command, Service
+from saga.service import Command, Service
 
 flaky = Service("flaky")
 SERVICES = {"flaky": flaky}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saga.audit import read_topic_records
+from saga.cli.common import bootstrapped
 from saga.cli.output import emit_json, table
+from saga.client.backends import HttpBackend
 from saga.config import Settings
-from saga.errors import CodecError, ConfigError, SagaError
+from saga.errors import ConfigError, SagaError
 from saga.kafka import clients
-from saga.kafka.cluster import resolve_bootstrap
-from saga.kafka.messages import Messages
+from saga.kafka.dead_letters import public, read_letter, redrive
+from saga.kafka.records import RecordCodec
 
 
 def register(commands: Any) -> None:
@@ -34,48 +35,25 @@ def register(commands: Any) -> None:
 
 
 def _letters(settings: Settings) -> list[dict[str, Any]]:
-    bootstrap = resolve_bootstrap(settings)
-    messages = Messages()
-    letters = []
-    for record in read_topic_records(bootstrap, settings.topic("saga.dlq")):
-        headers = {k: (v or b"").decode(errors="replace") for k, v in record.headers or []}
-        entry: dict[str, Any] = {"id": f"{record.partition}:{record.offset}",
-                                 "key": _text(record.key)}
-        try:
-            letter = messages.decode_dead_letter(record.value)
-        except CodecError as exc:  # not written by kafka-saga: show what the headers say
-            entry.update({"reason": headers.get("saga.dlq.reason", "unreadable"),
-                          "detail": headers.get("saga.dlq.detail", str(exc)),
-                          "component": headers.get("saga.dlq.component", "?"),
-                          "source": headers.get("saga.dlq.source", "?"), "value": None,
-                          "at_ms": None})
-        else:
-            entry.update({"reason": letter["reason"], "detail": letter["detail"],
-                          "component": letter["component"],
-                          "source": f"{letter['source_topic']}/{letter['source_partition']}/"
-                                    f"{letter['source_offset']}",
-                          "source_topic": letter["source_topic"], "at_ms": letter["at_ms"],
-                          "original_key": letter["key"], "value": letter["value"]})
-        letters.append(entry)
-    return letters
+    kafka = bootstrapped(settings).kafka
+    codec = RecordCodec.for_settings(settings)
+    return [read_letter(codec, record)
+            for record in clients.read_records(kafka, settings.topic("saga.dlq"))]
 
 
-def _text(data: bytes | None) -> str | None:
-    return None if data is None else data.decode(errors="replace")
-
-
-def _public(letter: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in letter.items() if k not in ("value", "original_key")}
-    value = letter.get("value")
-    out["value_bytes"] = None if value is None else len(value)
-    out["value_preview"] = None if value is None else value[:120].decode(errors="replace")
-    return out
+def _shown(settings: Settings, reason: str | None) -> list[dict[str, Any]]:
+    """Letters as shown (no bytes), through the API when one is configured."""
+    if settings.api_url:
+        shown: list[dict[str, Any]] = HttpBackend.of(settings).get("/api/dlq",
+                                                                        reason=reason)
+        return shown
+    return [public(x) for x in _letters(settings) if not reason or x["reason"] == reason]
 
 
 def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    letters = [x for x in _letters(settings) if not args.reason or x["reason"] == args.reason]
+    letters = _shown(settings, args.reason)
     if args.json:
-        emit_json([_public(x) for x in letters])
+        emit_json(letters)
         return 0
     print(table(["id", "reason", "component", "source", "key", "detail"],
                 [[x["id"], x["reason"], x["component"], x["source"], x["key"],
@@ -85,10 +63,9 @@ def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def dlq_show(args: argparse.Namespace, settings: Settings) -> int:
-    letter = next((x for x in _letters(settings) if x["id"] == args.id), None)
-    if letter is None:
+    shown = next((x for x in _shown(settings, None) if x["id"] == args.id), None)
+    if shown is None:
         raise SagaError(f"no dead letter {args.id}", hint="see `saga dlq list` for the ids")
-    shown = _public(letter)
     if args.json:
         emit_json(shown)
     else:
@@ -101,21 +78,18 @@ def dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     if not args.ids and not args.reason:
         raise ConfigError("say which dead letters to redrive",
                           hint="name ids (PARTITION:OFFSET) or --reason REASON")
+    if settings.api_url:
+        return _print_redriven(args, HttpBackend.of(settings).post(
+            "/api/dlq/redrive", {"ids": args.ids, "reason": args.reason})["redriven"])
     letters = [x for x in _letters(settings)
                if x["id"] in args.ids or (args.reason and x["reason"] == args.reason)]
     missing = set(args.ids) - {x["id"] for x in letters}
     if missing:
         raise SagaError(f"no dead letter {sorted(missing)}", hint="see `saga dlq list`")
-    producer = clients.producer(resolve_bootstrap(settings))
-    sent = []
-    for letter in letters:
-        if letter.get("source_topic") is None:
-            continue
-        producer.produce(letter["source_topic"], letter["value"], letter["original_key"],
-                         headers=[("saga.dlq.redriven_from", letter["id"].encode())])
-        sent.append(letter["id"])
-    if producer.flush(30):
-        raise SagaError("not every redriven record was delivered", hint="retry the command")
+    return _print_redriven(args, redrive(bootstrapped(settings).kafka, letters))
+
+
+def _print_redriven(args: argparse.Namespace, sent: list[str]) -> int:
     if args.json:
         emit_json({"redriven": sent})
     else:

@@ -1,17 +1,19 @@
-"""`saga kafka ...` (the embedded broker) and `saga topics ...`."""
+"""`saga kafka start|stop|status|secrets`: the embedded broker and the files of a
+secured development cluster, development tools (saga.dev)."""
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from saga.cli.output import emit_json, progress, table
 from saga.config import Settings
-from saga.errors import KafkaUnavailable, TopicError
-from saga.kafka.cluster import resolve_bootstrap
-from saga.kafka.embedded import EmbeddedKafka
-from saga.kafka.topics import admin_client, check_topics, create_topics, load_specs
+
+if TYPE_CHECKING:
+    from saga.dev.embedded import EmbeddedKafka
 
 
 def register(commands: Any) -> None:
@@ -20,39 +22,47 @@ def register(commands: Any) -> None:
     start = sub.add_parser("start", help="start (idempotent) and print the bootstrap servers")
     start.add_argument("--brokers", type=int, choices=(1, 3), default=1)
     start.add_argument("--port", type=int, help="first client port (env SAGA_KAFKA_PORT)")
+    start.add_argument("--secure", action="store_true",
+                       help="SASL_SSL (SCRAM) for clients, TLS among nodes, ACLs enforced; "
+                       "`saga kafka status --json` says how to connect")
     start.set_defaults(handler=kafka_start)
     stop = sub.add_parser("stop", help="stop every node")
     stop.set_defaults(handler=kafka_stop)
     status = sub.add_parser("status", help="is it running, where")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=kafka_status)
-
-    topics = commands.add_parser("topics", help="create or check the topics of topics/")
-    sub = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = sub.add_parser("create", help="create the missing topics (idempotent)")
-    create.add_argument("--json", action="store_true")
-    create.add_argument("--partitions", type=int, help="saga topic partitions (SAGA_PARTITIONS)")
-    create.add_argument("--replication-factor", type=int, help="(SAGA_REPLICATION_FACTOR)")
-    create.add_argument("--wait", type=float, default=0, metavar="SECONDS",
-                        help="keep trying this long while the cluster is not ready yet")
-    create.set_defaults(handler=topics_create)
-    check = sub.add_parser("check", help="list every difference from the specs; exit 1 if any")
-    check.add_argument("--json", action="store_true")
-    check.add_argument("--partitions", type=int, help="saga topic partitions (SAGA_PARTITIONS)")
-    check.add_argument("--replication-factor", type=int, help="(SAGA_REPLICATION_FACTOR)")
-    check.set_defaults(handler=topics_check)
+    files = sub.add_parser(
+        "secrets", help="a CA, broker and admin certificates and a password per role's "
+        "user, for a secured development cluster (compose/docker-compose.secure.yml)")
+    files.add_argument("--dir", required=True, type=Path, help="where to write them")
+    files.add_argument("--readable", action="store_true",
+                         help="let every local user read them (containers that run the "
+                         "broker as another user); keep the folder itself private")
+    files.add_argument("--json", action="store_true")
+    files.set_defaults(handler=kafka_secrets)
 
 
 def _embedded(args: argparse.Namespace, settings: Settings) -> EmbeddedKafka:
+    from saga.dev.embedded import EmbeddedKafka
+
     port = getattr(args, "port", None) or settings.kafka_port
     return EmbeddedKafka(settings.state_dir, base_port=port, progress=progress)
 
 
 def kafka_start(args: argparse.Namespace, settings: Settings) -> int:
     began = time.monotonic()
-    state = _embedded(args, settings).start(args.brokers)
-    progress(f"Kafka {state.version} up with {state.brokers} broker(s) "
+    embedded = _embedded(args, settings)
+    state = embedded.start(args.brokers, secure=args.secure)
+    progress(f"Kafka {state.version} up with {state.brokers} "
+             f"{'secured ' if state.secure else ''}broker(s) "
              f"in {time.monotonic() - began:.1f}s")
+    if state.secure:
+        from saga.dev.embedded import users
+
+        progress("clients: SASL_SSL, SCRAM-SHA-512, user admin (a super user), password "
+                 f"in {embedded.password_file('admin')}, CA {embedded.certificates.ca}; the "
+                 "saga commands on this machine use them when SAGA_KAFKA_* names none. "
+                 f"One user per role too, passwords beside: {', '.join(users())}")
     print(state.bootstrap_servers)
     return 0
 
@@ -80,44 +90,30 @@ def kafka_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if status["running"] else 1
 
 
-def _topic_settings(args: argparse.Namespace, settings: Settings) -> Settings:
-    overrides = {k: v for k, v in (("partitions", args.partitions),
-                                   ("replication_factor", args.replication_factor))
-                 if v is not None}
-    return settings.with_(**overrides)
+def kafka_secrets(args: argparse.Namespace, settings: Settings) -> int:
+    from saga.dev.certificates import issue_certificates
+    from saga.dev.embedded import ADMIN_USER, users
 
-
-def topics_create(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _topic_settings(args, settings)
-    specs = load_specs(settings)
-    deadline = time.monotonic() + args.wait
-    while True:
-        try:
-            outcome = create_topics(admin_client(resolve_bootstrap(settings)), specs)
-            break
-        except (KafkaUnavailable, TopicError) as exc:  # brokers still starting
-            if time.monotonic() >= deadline:
-                raise
-            progress(f"cluster not ready ({exc.message}); retrying")
-            time.sleep(2)
+    files = issue_certificates(args.dir, clients=[ADMIN_USER])
+    folder = args.dir / "users"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for user in users():
+        path = folder / f"{user}.password"
+        if not path.exists():  # kept: a restarted stack keeps its users' passwords
+            path.touch(0o600)
+            path.write_text(secrets.token_urlsafe(24))
+            made.append(user)
+    if args.readable:
+        for path in [args.dir, folder, *args.dir.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    written = {"ca": str(files.ca), "broker_keystore": str(files.broker_keystore),
+               "admin_cert": str(files.client_cert(ADMIN_USER)),
+               "admin_key": str(files.client_key(ADMIN_USER)),
+               "passwords": {u: str(folder / f"{u}.password") for u in users()}}
     if args.json:
-        emit_json(outcome)
+        emit_json({**written, "new_passwords": made})
     else:
-        print(table(["topic", "partitions", "outcome"],
-                    [[s.name, s.partitions, outcome[s.name]] for s in specs]))
+        progress(f"certificates in {args.dir} (CA {files.ca.name}); passwords of "
+                 f"{len(users())} users in {folder} ({len(made)} new)")
     return 0
-
-
-def topics_check(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _topic_settings(args, settings)
-    specs = load_specs(settings)
-    problems = check_topics(admin_client(resolve_bootstrap(settings)), specs)
-    if args.json:
-        emit_json({"ok": not problems, "problems": problems, "topics": [s.name for s in specs]})
-    elif problems:
-        print(f"{len(problems)} problem(s):")
-        for problem in problems:
-            print(f"  - {problem}")
-    else:
-        print(f"all {len(specs)} topics match their specs")
-    return 1 if problems else 0

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from saga.errors import CodecError
 
-ACTION = "ACTION"
-COMPENSATION = "COMPENSATION"
+
+class CommandKind(StrEnum):
+    ACTION = "ACTION"  # a step of the workflow
+    COMPENSATION = "COMPENSATION"  # the undo of the action at the same step
+
+
+class TimerPurpose(StrEnum):
+    TIMEOUT = "timeout"  # a step's reply deadline
+    RETRY = "retry"  # the pause before the next attempt of a step or compensation
+    WAIT = "wait"  # a wait_signal deadline
+    SLEEP = "sleep"  # ctx.sleep()
+    COMPENSATION_RETRY = "compensation_retry"
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,9 @@ class SagaStarted(Event):
     saga_type: str
     version: int
     input: Any
+    trace: str = ""  # the starter's W3C traceparent, for the saga's trace
+    parent: str = ""  # a child saga's parent
+    parent_step: int = -1  # the parent's step that started it
 
 
 @dataclass(frozen=True)
@@ -41,7 +55,7 @@ class CommandIssued(Event):
     command_id: str
     service: str
     name: str
-    kind: str  # ACTION, or COMPENSATION of the action at `step`
+    kind: CommandKind
     attempt: int
     input: Any
     compensate: tuple[str, str] | None = None  # the registered compensation of an action
@@ -51,7 +65,7 @@ class CommandIssued(Event):
 class CommandCompleted(Event):
     command_id: str
     step: int
-    kind: str
+    kind: CommandKind
     result: Any
 
 
@@ -59,9 +73,83 @@ class CommandCompleted(Event):
 class CommandFailed(Event):
     command_id: str
     step: int
-    kind: str
+    kind: CommandKind
     reason: str
     business: bool  # a BusinessError: never retried
+
+
+@dataclass(frozen=True)
+class ChildStarted(Event):
+    """ctx.child(): the saga starts a child saga, its own id, journal and partition."""
+
+    step: int
+    child_id: str
+    saga_type: str
+    input: Any
+
+
+@dataclass(frozen=True)
+class ChildEnded(Event):
+    step: int
+    child_id: str
+    status: str  # the child's terminal status
+    result: Any
+    error: str
+
+
+@dataclass(frozen=True)
+class ChildCancelRequested(Event):
+    """The saga was cancelled (or abandoned): so is each child still running."""
+
+    step: int
+    child_id: str
+
+
+@dataclass(frozen=True)
+class PatchMarked(Event):
+    """ctx.patched(name) took the new branch where the code reached new ground."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class AttributesSet(Event):
+    """ctx.set_attributes(): searchable attributes, merged into the saga's."""
+
+    step: int
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UpdateApplied(Event):
+    """An update's handler ran at ``step`` (the next step number at the time) and
+    returned ``result``; on replay it runs there again."""
+
+    update_id: str
+    name: str
+    payload: Any
+    step: int
+    result: Any
+
+
+@dataclass(frozen=True)
+class UpdateRejected(Event):
+    update_id: str
+    name: str
+    error: str
+
+
+@dataclass(frozen=True)
+class SagaContinued(Event):
+    """ctx.continue_as_new(): this run ends and a fresh one begins, same saga id, the
+    history of the old run left behind."""
+
+    input: Any
+    version: int
+    run: int  # the new run's number (the first run is 0)
+    #: the new run's first step: step numbers go on across runs, so the ids of its
+    #: commands, timers and children never repeat an old run's (services deduplicate)
+    first_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,10 +181,12 @@ class WaitResolved(Event):
 
 @dataclass(frozen=True)
 class CommandTimedOut(Event):
-    """No reply within the step's timeout: the attempt failed (a technical failure)."""
+    """No reply within the step's timeout: the attempt failed (a technical failure).
+    A compensation that times out is tried again, like one that failed."""
 
     command_id: str
     step: int
+    kind: CommandKind = CommandKind.ACTION  # journals before compensation deadlines: ACTION
 
 
 @dataclass(frozen=True)
@@ -110,7 +200,7 @@ class TimerScheduled(Event):
 
     timer_id: str
     step: int
-    purpose: str  # timeout, retry, wait, sleep, compensation_retry
+    purpose: TimerPurpose
     due_ms: int
 
 
@@ -138,6 +228,22 @@ class CompensationFinished(Event):
 @dataclass(frozen=True)
 class CancelRequested(Event):
     reason: str
+
+
+@dataclass(frozen=True)
+class SagaResumed(Event):
+    """An operator resumed a PARKED saga: it replays with the code now deployed."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class AbandonRequested(Event):
+    """An operator gave up on the saga: it ends FAILED, after compensating what it did
+    when ``compensate``."""
+
+    reason: str
+    compensate: bool
 
 
 @dataclass(frozen=True)
@@ -171,9 +277,18 @@ class SagaCancelled(Event):
     reason: str
 
 
+class ParkReason(StrEnum):
+    NON_DETERMINISM = "non_determinism"  # the code took another path than the journal
+    FOREIGN_AWAITABLE = "foreign_awaitable"  # the workflow awaited something not ctx.*
+    UNKNOWN_WORKFLOW = "unknown_workflow"  # its type and version are not registered
+    BUDGET_EXCEEDED = "budget_exceeded"  # too many events or commands, too long, too big
+    WORKFLOW_BUG = "workflow_bug"  # it raised a BaseException (SystemExit, CancelledError)
+    UNENCODABLE = "unencodable"  # what it decided could not be written to the journal
+
+
 @dataclass(frozen=True)
 class SagaParked(Event):
-    reason: str  # non_determinism, foreign_awaitable, unknown_workflow
+    reason: ParkReason
     detail: str
 
 
@@ -182,9 +297,22 @@ for _cls in (SagaStarted, CommandIssued, CommandCompleted, CommandFailed, ValueR
              SignalReceived, WaitStarted, WaitResolved, CommandTimedOut, WaitTimedOut,
              TimerScheduled, TimerCancelled, TimerFired, CompensationStarted,
              CompensationFinished, CancelRequested, WorkflowFailed, InputIgnored,
-             SagaCompleted, SagaFailed, SagaCancelled, SagaParked):
+             SagaCompleted, SagaFailed, SagaCancelled, SagaParked, SagaResumed,
+             AbandonRequested, ChildStarted, ChildEnded, ChildCancelRequested, PatchMarked,
+             AttributesSet, UpdateApplied, UpdateRejected, SagaContinued):
     _cls.type_name = _cls.__name__
     EVENT_TYPES[_cls.__name__] = _cls
+
+
+#: Fields JSON cannot carry as their own type, converted back when an event is read.
+_FIELD_TYPES: dict[type[Event], dict[str, Any]] = {
+    CommandIssued: {"compensate": tuple, "kind": CommandKind},
+    CommandCompleted: {"kind": CommandKind},
+    CommandFailed: {"kind": CommandKind},
+    CommandTimedOut: {"kind": CommandKind},
+    TimerScheduled: {"purpose": TimerPurpose},
+    SagaParked: {"reason": ParkReason},
+}
 
 
 def from_body(type_name: str, body: dict[str, Any]) -> Event:
@@ -193,10 +321,11 @@ def from_body(type_name: str, body: dict[str, Any]) -> Event:
         raise CodecError(f"unknown journal event type {type_name!r}",
                          hint="written by a newer kafka-saga; upgrade this one")
     try:
-        if cls is CommandIssued and body.get("compensate") is not None:
-            body = {**body, "compensate": tuple(body["compensate"])}
+        typed = _FIELD_TYPES.get(cls, {})
+        body = {**body, **{name: convert(body[name]) for name, convert in typed.items()
+                           if body.get(name) is not None}}
         return cls(**body)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CodecError(f"journal event {type_name} does not fit: {exc}") from exc
 
 
@@ -208,3 +337,8 @@ class Entry:
     seq: int
     at_ms: int
     event: Event
+
+    def row(self) -> dict[str, Any]:
+        """The entry as `saga history --json` and the HTTP API show it."""
+        return {"seq": self.seq, "at_ms": self.at_ms, "type": self.event.type_name,
+                **self.event.to_body()}

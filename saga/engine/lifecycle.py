@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from saga.errors import SagaError
+from saga.errors import IllegalTransition
 
 
 class SagaStatus(StrEnum):
@@ -42,10 +42,6 @@ TRANSITIONS: dict[SagaStatus | None, frozenset[SagaStatus]] = {
     _S.FAILED: frozenset(),
     _S.CANCELLED: frozenset(),
 }
-
-
-class IllegalTransition(SagaError):
-    """A saga was asked to move between two states the lifecycle does not connect."""
 
 
 def transition(current: SagaStatus | None, target: SagaStatus) -> SagaStatus:

@@ -6,6 +6,7 @@ import orjson
 
 from saga.engine.executor import Diverged, Execution, Foreign, Returned
 from saga.engine.lifecycle import SagaStatus
+from saga.engine.recorder import Recorder
 from saga.engine.state import SagaState
 from saga.engine.workflow import WorkflowRegistry
 from saga.errors import NonDeterminismError
@@ -21,8 +22,8 @@ def check_replay(registry: WorkflowRegistry, state: SagaState) -> None:
                                   "not registered")
     if state.cancel_reason:
         return  # the workflow stopped at the cancel; only compensations ran after it
-    execution = Execution(definition, state)
-    outcome = execution.activate(state, state.updated_at_ms)
+    execution = Execution(definition, state.input, first_step=state.run_first_step)
+    outcome = execution.activate(Recorder(state, state.updated_at_ms))
     execution.close()
     match outcome:
         case Diverged(detail=detail) | Foreign(detail=detail):

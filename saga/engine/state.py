@@ -10,12 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from saga.engine import events as ev
 from saga.engine.lifecycle import SagaStatus, transition
+from saga.errors import JournalGap
+
+#: The failure reason of a step whose reply did not come in time.
+TIMED_OUT = "timeout"
+
+
+class StepOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class TimerStatus(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -29,11 +45,12 @@ class Step:
     compensate: tuple[str, str] | None
     attempt: int
     command_id: str
-    outcome: str | None = None  # None while in flight, "ok" or "failed"
+    outcome: StepOutcome | None = None  # None while in flight
     result: Any = None
     reason: str = ""
     business: bool = False
     completed_order: int = -1  # order of successful completion: compensations run newest first
+    issued_at_ms: int = 0  # when this attempt was issued (step latency, timelines)
 
 
 @dataclass(frozen=True)
@@ -43,17 +60,36 @@ class Compensation:
     name: str
     attempt: int
     command_id: str
-    outcome: str | None = None
+    outcome: StepOutcome | None = None
     error: str = ""
+    issued_at_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child saga started with ctx.child(): its own id, journal and partition."""
+
+    step: int
+    child_id: str
+    saga_type: str
+    status: str | None = None  # its terminal status, once it has ended
+    result: Any = None
+    error: str = ""
+    cancel_requested: bool = False
+    ended_seq: int = -1  # the seq of its ChildEnded (what a replay asks "ended yet?" of)
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
 
 
 @dataclass(frozen=True)
 class Timer:
     timer_id: str
     step: int
-    purpose: str
+    purpose: ev.TimerPurpose
     due_ms: int
-    status: str = "pending"  # pending, fired, cancelled
+    status: TimerStatus = TimerStatus.PENDING
 
 
 @dataclass(frozen=True)
@@ -82,8 +118,24 @@ class SagaState:
     completions: int = 0
     workflow_error: str = ""  # set once the workflow function raised
     cancel_reason: str = ""
+    abandon_reason: str = ""  # set once an operator abandoned it: it ends FAILED
     parked_reason: str = ""
     compensated: bool = False
+    trace: str = ""  # the starter's traceparent (SagaStarted)
+    parent: str = ""  # a child saga's parent
+    parent_step: int = -1
+    children: dict[int, Child] = field(default_factory=dict)  # step -> child
+    patches: tuple[str, ...] = ()  # ctx.patched() names that took the new branch
+    attribute_steps: dict[int, bool] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # update id -> applied
+    run: int = 0  # continue-as-new: which run of the saga this is
+    run_started_seq: int = 0  # the seq its run began at (entries before are old runs')
+    run_started_at_ms: int = 0
+    run_first_step: int = 0  # the step numbers of this run start here
+    #: step -> the seq of the entry that first recorded it: where a replay stands when
+    #: it takes that step (so a question about the saga gets the answer it got then)
+    step_seqs: dict[int, int] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -95,8 +147,9 @@ class SagaState:
 
     @property
     def workflow_done(self) -> bool:
-        """The workflow coroutine has nothing left to do: it failed or was cancelled."""
-        return bool(self.workflow_error or self.cancel_reason)
+        """The workflow coroutine has nothing left to do: it failed, was cancelled or
+        abandoned."""
+        return bool(self.workflow_error or self.cancel_reason or self.abandon_reason)
 
     def consumed_signals(self) -> set[int]:
         return set(self.resolved_waits.values())
@@ -111,14 +164,24 @@ class SagaState:
         return None
 
     def pending_timers(self) -> list[Timer]:
-        return [t for t in self.timers.values() if t.status == "pending"]
+        return [t for t in self.timers.values() if t.status is TimerStatus.PENDING]
+
+    def has_pending_timer(self) -> bool:
+        return any(t.status is TimerStatus.PENDING for t in self.timers.values())
 
     def timer(self, timer_id: str) -> Timer | None:
         return self.timers.get(timer_id)
 
     def in_flight(self) -> int:
-        return sum(1 for s in self.steps.values() if s.outcome is None) + sum(
-            1 for c in self.compensations.values() if c.outcome is None)
+        return (sum(1 for s in self.steps.values() if s.outcome is None)
+                + sum(1 for c in self.compensations.values() if c.outcome is None)
+                + sum(1 for c in self.children.values() if not c.done))
+
+    def child(self, child_id: str) -> Child | None:
+        for held in self.children.values():
+            if held.child_id == child_id:
+                return held
+        return None
 
     def summary(self) -> dict[str, Any]:
         """What `saga status --json` shows."""
@@ -131,6 +194,9 @@ class SagaState:
             "waiting_for": sorted(set(self.waits.values())), "in_flight": self.in_flight(),
             "timers": [{"timer_id": t.timer_id, "purpose": t.purpose, "due_ms": t.due_ms}
                        for t in self.pending_timers()],
+            "parent": self.parent or None,
+            "children": [c.child_id for _, c in sorted(self.children.items())],
+            "attributes": self.attributes, "run": self.run,
         }
 
     def to_bytes(self) -> bytes:
@@ -143,27 +209,53 @@ class SagaState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SagaState:
+        def outcome(raw: str | None) -> StepOutcome | None:
+            return None if raw is None else StepOutcome(raw)
+
         def steps(raw: dict[str, Any]) -> dict[int, Step]:
             out = {}
             for k, v in raw.items():
                 comp = v.get("compensate")
-                out[int(k)] = Step(**{**v, "compensate": tuple(comp) if comp else None})
+                out[int(k)] = Step(**{**v, "compensate": tuple(comp) if comp else None,
+                                      "outcome": outcome(v["outcome"])})
             return out
+
+        def timer(raw: dict[str, Any]) -> Timer:
+            return Timer(**{**raw, "purpose": ev.TimerPurpose(raw["purpose"]),
+                            "status": TimerStatus(raw["status"])})
 
         return cls(**{
             **data,
             "status": SagaStatus(data["status"]) if data["status"] else None,
             "steps": steps(data["steps"]),
-            "compensations": {int(k): Compensation(**v)
+            "compensations": {int(k): Compensation(**{**v, "outcome": outcome(v["outcome"])})
                               for k, v in data["compensations"].items()},
             "values": {int(k): v for k, v in data["values"].items()},
             "waits": {int(k): v for k, v in data["waits"].items()},
             "resolved_waits": {int(k): v for k, v in data["resolved_waits"].items()},
             "compensate_steps": {int(k): v for k, v in data["compensate_steps"].items()},
             "timed_out_waits": {int(k): v for k, v in data["timed_out_waits"].items()},
-            "timers": {k: Timer(**v) for k, v in data["timers"].items()},
+            "timers": {k: timer(v) for k, v in data["timers"].items()},
             "signals": tuple((s[0], s[1]) for s in data["signals"]),
+            "children": {int(k): Child(**v) for k, v in data.get("children", {}).items()},
+            "attribute_steps": {int(k): v for k, v in data.get("attribute_steps", {}).items()},
+            "step_seqs": {int(k): v for k, v in data.get("step_seqs", {}).items()},
+            "patches": tuple(data.get("patches", ())),
         })
+
+
+def check_sequence(state: SagaState, entry: ev.Entry, where: str) -> None:
+    """Raise JournalGap unless ``entry`` is the next one of ``state``'s saga."""
+    if entry.seq > state.seq:
+        raise JournalGap(f"saga {entry.saga_id}: the journal has entry {entry.seq} at "
+                         f"{where} but the saga's history stops at {state.seq}",
+                         hint="delete the projection folder; it is rebuilt from "
+                         "saga.journal")
+    if entry.seq < state.seq:
+        raise JournalGap(f"saga {entry.saga_id}: entry {entry.seq} comes twice in the "
+                         f"journal (again at {where}): two coordinators wrote this saga",
+                         hint="the journal itself is damaged; stop the coordinators, keep "
+                         "the topic for inspection and report it with this message")
 
 
 def fold(saga_id: str, entries: Iterable[ev.Entry]) -> SagaState:
@@ -178,6 +270,9 @@ def apply(state: SagaState, entry: ev.Entry) -> SagaState:
     if entry.seq != state.seq:
         raise ValueError(f"saga {state.saga_id}: entry seq {entry.seq}, expected {state.seq}")
     changes = _changes(state, entry.event, entry.at_ms)
+    opened = _opens_step(entry.event)
+    if opened is not None and opened not in state.step_seqs and "step_seqs" not in changes:
+        changes["step_seqs"] = {**state.step_seqs, opened: entry.seq}
     changes["seq"] = state.seq + 1
     changes["updated_at_ms"] = entry.at_ms
     state = _evolve(state, changes)
@@ -185,6 +280,20 @@ def apply(state: SagaState, entry: ev.Entry) -> SagaState:
     if status is not None and status != state.status:
         state = _evolve(state, {"status": transition(state.status, status)})
     return state
+
+
+def _opens_step(e: ev.Event) -> int | None:
+    """The workflow step ``e`` records first, if it records one."""
+    match e:
+        case ev.CommandIssued(kind=ev.CommandKind.ACTION, attempt=1):
+            return e.step
+        case ev.ValueRecorded() | ev.WaitStarted() | ev.ChildStarted() | ev.AttributesSet():
+            return e.step
+        case ev.TimerScheduled(purpose=ev.TimerPurpose.SLEEP):
+            return e.step
+        case ev.CompensationStarted() if e.step >= 0:
+            return e.step
+    return None
 
 
 def _evolve(state: SagaState, changes: dict[str, Any]) -> SagaState:
@@ -203,28 +312,31 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
     match e:
         case ev.SagaStarted():
             return dict(saga_type=e.saga_type, version=e.version, input=e.input,
-                           started_at_ms=at_ms)
-        case ev.CommandIssued(kind=ev.ACTION):
+                        started_at_ms=at_ms, trace=e.trace, parent=e.parent,
+                        parent_step=e.parent_step, run_started_at_ms=at_ms)
+        case ev.CommandIssued(kind=ev.CommandKind.ACTION):
             step = Step(e.step, e.service, e.name, e.input, e.compensate, e.attempt,
-                        e.command_id)
+                        e.command_id, issued_at_ms=at_ms)
             return dict(steps={**s.steps, e.step: step})
         case ev.CommandIssued():
-            comp = Compensation(e.step, e.service, e.name, e.attempt, e.command_id)
+            comp = Compensation(e.step, e.service, e.name, e.attempt, e.command_id,
+                                issued_at_ms=at_ms)
             return dict(compensations={**s.compensations, e.step: comp})
-        case ev.CommandCompleted(kind=ev.ACTION):
-            done = replace(s.steps[e.step], outcome="ok", result=e.result,
+        case ev.CommandCompleted(kind=ev.CommandKind.ACTION):
+            done = replace(s.steps[e.step], outcome=StepOutcome.OK, result=e.result,
                            completed_order=s.completions)
             return dict(steps={**s.steps, e.step: done}, completions=s.completions + 1)
         case ev.CommandCompleted():
-            comp = replace(s.compensations[e.step], outcome="ok", error="")
+            comp = replace(s.compensations[e.step], outcome=StepOutcome.OK, error="")
             return dict(compensations={**s.compensations, e.step: comp})
-        case ev.CommandFailed(kind=ev.ACTION):
-            failed = replace(s.steps[e.step], outcome="failed", reason=e.reason,
+        case ev.CommandFailed(kind=ev.CommandKind.ACTION):
+            failed = replace(s.steps[e.step], outcome=StepOutcome.FAILED, reason=e.reason,
                              business=e.business)
             return dict(steps={**s.steps, e.step: failed},
                            last_error=f"{failed.service}.{failed.name}: {e.reason}")
         case ev.CommandFailed():
-            comp = replace(s.compensations[e.step], outcome="failed", error=e.reason)
+            comp = replace(s.compensations[e.step], outcome=StepOutcome.FAILED,
+                           error=e.reason)
             return dict(compensations={**s.compensations, e.step: comp},
                            last_error=f"{comp.service}.{comp.name}: {e.reason}")
         case ev.ValueRecorded():
@@ -237,11 +349,16 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             waits = {k: v for k, v in s.waits.items() if k != e.step}
             return dict(waits=waits,
                            resolved_waits={**s.resolved_waits, e.step: e.signal_index})
-        case ev.CommandTimedOut():
-            failed = replace(s.steps[e.step], outcome="failed", reason="timeout",
+        case ev.CommandTimedOut(kind=ev.CommandKind.ACTION):
+            failed = replace(s.steps[e.step], outcome=StepOutcome.FAILED, reason=TIMED_OUT,
                              business=False)
             return dict(steps={**s.steps, e.step: failed},
                         last_error=f"{failed.service}.{failed.name}: no reply in time")
+        case ev.CommandTimedOut():
+            comp = replace(s.compensations[e.step], outcome=StepOutcome.FAILED,
+                           error=TIMED_OUT)
+            return dict(compensations={**s.compensations, e.step: comp},
+                        last_error=f"{comp.service}.{comp.name}: no reply in time")
         case ev.WaitTimedOut():
             waits = {k: v for k, v in s.waits.items() if k != e.step}
             return dict(waits=waits, timed_out_waits={**s.timed_out_waits, e.step: True})
@@ -250,17 +367,23 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             return dict(timers={**s.timers, e.timer_id: timer})
         case ev.TimerCancelled():
             return dict(timers={**s.timers,
-                                e.timer_id: replace(s.timers[e.timer_id], status="cancelled")})
+                                e.timer_id: replace(s.timers[e.timer_id],
+                                                    status=TimerStatus.CANCELLED)})
         case ev.TimerFired():
             return dict(timers={**s.timers,
-                                e.timer_id: replace(s.timers[e.timer_id], status="fired")})
+                                e.timer_id: replace(s.timers[e.timer_id],
+                                                    status=TimerStatus.FIRED)})
         case ev.CompensationStarted():
             return dict(compensate_steps={**s.compensate_steps, e.step: False},
                            compensated=True)
         case ev.CompensationFinished():
             return dict(compensate_steps={**s.compensate_steps, e.step: True})
         case ev.CancelRequested():
-            return dict(cancel_reason=e.reason or "cancelled")
+            return dict(cancel_reason=e.reason or "cancelled", **_LEAVE_PARK)
+        case ev.SagaResumed():
+            return dict(_LEAVE_PARK)
+        case ev.AbandonRequested():
+            return dict(abandon_reason=e.reason or "abandoned", **_LEAVE_PARK)
         case ev.WorkflowFailed():
             return dict(workflow_error=e.error, last_error=e.error)
         case ev.SagaCompleted():
@@ -271,7 +394,51 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             return dict(error=e.reason, ended_at_ms=at_ms)
         case ev.SagaParked():
             return dict(parked_reason=e.reason, error=f"{e.reason}: {e.detail}")
+        case ev.ChildStarted():
+            return dict(children={**s.children,
+                                  e.step: Child(e.step, e.child_id, e.saga_type)})
+        case ev.ChildEnded():
+            ended = replace(s.children[e.step], status=e.status, result=e.result,
+                            error=e.error, ended_seq=s.seq)
+            changes: dict[str, Any] = {"children": {**s.children, e.step: ended}}
+            if e.status != SagaStatus.COMPLETED.value:
+                changes["last_error"] = f"child {e.child_id} ended {e.status}: {e.error}"
+            return changes
+        case ev.ChildCancelRequested():
+            return dict(children={**s.children, e.step: replace(s.children[e.step],
+                                                                cancel_requested=True)})
+        case ev.PatchMarked():
+            return dict(patches=(*s.patches, e.name))
+        case ev.AttributesSet():
+            return dict(attribute_steps={**s.attribute_steps, e.step: True},
+                        attributes={**s.attributes, **e.attributes})
+        case ev.UpdateApplied():
+            return dict(updates={**s.updates, e.update_id: {
+                "name": e.name, "payload": e.payload, "step": e.step, "result": e.result}})
+        case ev.UpdateRejected():
+            return dict(updates={**s.updates, e.update_id: {"name": e.name,
+                                                            "error": e.error}})
+        case ev.SagaContinued():
+            return {**_FRESH_RUN, "input": e.input, "version": e.version, "run": e.run,
+                    "run_started_seq": s.seq + 1, "run_started_at_ms": at_ms,
+                    "run_first_step": e.first_step}
     return {}
+
+
+#: What a new run (continue-as-new) starts without: everything the old run's steps left.
+#: The saga keeps its id, type, trace, parent, attributes and the seq of its entries.
+_FRESH_RUN: dict[str, Any] = {
+    f: getattr(SagaState("", ), f) for f in (
+        "result", "error", "last_error", "steps", "compensations", "values", "signals",
+        "waits", "resolved_waits", "compensate_steps", "timed_out_waits", "timers",
+        "completions", "workflow_error", "cancel_reason", "abandon_reason", "parked_reason",
+        "compensated", "children", "patches", "attribute_steps", "updates", "step_seqs")}
+
+
+#: What leaving PARKED clears: the reason it parked, shown as its error meanwhile.
+_LEAVE_PARK: dict[str, Any] = {"parked_reason": "", "error": ""}
+#: The operator's inputs that move a saga out of PARKED.
+_LEAVES_PARK = (ev.SagaResumed, ev.CancelRequested, ev.AbandonRequested)
 
 
 def _derive_status(s: SagaState, e: ev.Event) -> SagaStatus | None:
@@ -288,11 +455,13 @@ def _derive_status(s: SagaState, e: ev.Event) -> SagaStatus | None:
             return SagaStatus.PARKED
         case ev.InputIgnored():
             return None
-    if s.status is None or s.status.terminal or s.status is SagaStatus.PARKED:
+    if s.status is None or s.status.terminal:
+        return None
+    if s.status is SagaStatus.PARKED and not isinstance(e, _LEAVES_PARK):
         return None
     compensating = s.workflow_done or any(not done for done in s.compensate_steps.values())
     if compensating:
         return SagaStatus.COMPENSATING
-    if (s.waits or s.pending_timers()) and s.in_flight() == 0:
+    if (s.waits or s.has_pending_timer()) and s.in_flight() == 0:
         return SagaStatus.WAITING
     return SagaStatus.RUNNING

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from saga.errors import SagaError
+from saga.errors import WorkflowDefinitionError
 
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
 
@@ -23,6 +23,11 @@ def minutes(value: float) -> timedelta:
 
 def hours(value: float) -> timedelta:
     return timedelta(hours=value)
+
+
+def due_ms(now_ms: int, delay: timedelta) -> int:
+    """The absolute due time, in epoch milliseconds, of a wait of ``delay`` from now."""
+    return now_ms + max(0, int(delay.total_seconds() * 1000))
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,6 @@ COMPENSATION_RETRY = RetryPolicy(max_attempts=2**31 - 1, initial_interval=timede
                                  backoff=2.0, max_interval=timedelta(seconds=60))
 
 
-class WorkflowDefinitionError(SagaError):
-    """A workflow is declared wrongly (not async, registered twice, bad policy)."""
-
-
 @dataclass(frozen=True)
 class WorkflowDefinition:
     name: str
@@ -98,6 +99,12 @@ class WorkflowRegistry:
 
     def names(self) -> list[str]:
         return sorted({name for name, _ in self._by_key})
+
+    def include(self, other: WorkflowRegistry) -> WorkflowRegistry:
+        """Add every definition of ``other`` (the built-in workflows); this registry."""
+        for definition in other._by_key.values():
+            self.add(definition)
+        return self
 
 
 #: Workflows declared with @workflow land here; the coordinator imports modules to fill it.

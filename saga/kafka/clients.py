@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
+
+from saga.config import KafkaConnection
+from saga.errors import ClientStuck, KafkaUnavailable, SagaError
+from saga.errors import KafkaError as SagaKafkaError
+from saga.kafka import security
 
 _log = logging.getLogger("saga.kafka")
 _T = TypeVar("_T")
@@ -36,11 +43,11 @@ _COMMON: dict[str, Any] = {
 }
 
 
-def producer(bootstrap: str, *, transactional_id: str | None = None,
+def producer(kafka: KafkaConnection, *, transactional_id: str | None = None,
              **extra: Any) -> Producer:
     config: dict[str, Any] = {
         **_COMMON,
-        "bootstrap.servers": bootstrap,
+        **security.librdkafka(kafka),
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "linger.ms": 5,
@@ -55,10 +62,15 @@ def producer(bootstrap: str, *, transactional_id: str | None = None,
     return Producer(config)
 
 
-def consumer(bootstrap: str, group_id: str, **extra: Any) -> Consumer:
+def admin(kafka: KafkaConnection, **extra: Any) -> AdminClient:
+    """An admin client whose log lines go through Python logging like every other's."""
+    return AdminClient({**_COMMON, **security.librdkafka(kafka), **extra})
+
+
+def consumer(kafka: KafkaConnection, group_id: str, **extra: Any) -> Consumer:
     config: dict[str, Any] = {
         **_COMMON,
-        "bootstrap.servers": bootstrap,
+        **security.librdkafka(kafka),
         "group.id": group_id,
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
@@ -82,13 +94,13 @@ class EndOfPartition:
     offset: int  # the next offset to read, past any transaction markers
 
 
-def read_to_end(bootstrap: str, topic: str, starts: Mapping[int, int | None], *,
+def read_to_end(kafka: KafkaConnection, topic: str, starts: Mapping[int, int | None], *,
                 batch: int = 1000) -> Iterator[Message | EndOfPartition]:
     """Every committed record of ``topic`` from each partition's start (None: the
     beginning) to its end as of now; an EndOfPartition marks each partition's end."""
     if not starts:
         return
-    reader = consumer(bootstrap, f"saga-reader-{uuid.uuid4().hex}",
+    reader = consumer(kafka, f"saga-reader-{uuid.uuid4().hex}",
                       **{"enable.partition.eof": True})
     try:
         reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING if o is None else o)
@@ -114,6 +126,41 @@ def read_to_end(bootstrap: str, topic: str, starts: Mapping[int, int | None], *,
         reader.close()
 
 
+@dataclass(frozen=True)
+class Record:
+    """A consumed record, detached from the consumer."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None
+
+
+def read_records(kafka: KafkaConnection, topic: str) -> list[Record]:
+    """Every committed record of ``topic`` with its position, start to end; none when
+    the topic does not exist."""
+    try:
+        partitions = partitions_of(kafka, topic)
+    except KafkaException as exc:
+        if exc.args and isinstance(exc.args[0], KafkaError) and \
+                exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return []
+        raise
+    out = [Record(*where(item)[1:], item.key(), item.value(), headers_of(item))
+           for item in read_to_end(kafka, topic, dict.fromkeys(partitions))
+           if not isinstance(item, EndOfPartition)]
+    return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
+def headers_of(message: Message) -> list[tuple[str, bytes | None]] | None:
+    raw = message.headers()  # a consumed record's headers are a list of (str, bytes)
+    if raw is None:
+        return None
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
+
+
 _TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
                         KafkaError._TIMED_OUT, KafkaError._RESOLVE,
                         KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
@@ -129,11 +176,96 @@ def is_transient(error: KafkaError | KafkaException) -> bool:
     return not error.fatal() and (error.retriable() or error.code() in _TRANSIENT)
 
 
-def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    """The topic's partition numbers; KafkaException when it does not exist."""
-    probe = consumer(bootstrap, f"saga-meta-{uuid.uuid4().hex}")
+def watermarks(reader: Consumer, topic: str, partition: int, *, wait_s: float = 30
+               ) -> tuple[int, int]:
+    """(low, high) offsets of a partition, riding out a leader that is moving or not yet
+    elected (a topic just created, a broker restarting)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if not is_transient(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def offsets_past_end(kafka: KafkaConnection, topic: str, offsets: Mapping[int, int]
+                     ) -> dict[int, int]:
+    """The stored ``offsets`` (next to read, per partition) beyond the end of ``topic``:
+    positions that belong to another cluster or another incarnation of the topic."""
+    if not offsets:
+        return {}
+    probe = consumer(kafka, f"saga-meta-{uuid.uuid4().hex}")
     try:
-        info = probe.list_topics(topic, timeout=30).topics.get(topic)
+        beyond = {}
+        for partition, offset in offsets.items():
+            _, high = watermarks(probe, topic, partition)
+            if offset > high:
+                beyond[partition] = offset
+        return beyond
+    finally:
+        probe.close()
+
+
+_AUTHENTICATION = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+                             KafkaError.UNSUPPORTED_SASL_MECHANISM, KafkaError._SSL})
+_AUTHORIZATION = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                            KafkaError.GROUP_AUTHORIZATION_FAILED,
+                            KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                            KafkaError.CLUSTER_AUTHORIZATION_FAILED})
+
+
+def as_saga_error(exc: KafkaException) -> SagaError:
+    """A Kafka client error in our family, with a hint: transient ones are retryable."""
+    cause = exc.args[0] if exc.args else None
+    text = cause.str() if isinstance(cause, KafkaError) else str(exc)
+    code = cause.code() if isinstance(cause, KafkaError) else None
+    if code in _AUTHENTICATION:
+        return SagaKafkaError(
+            f"Kafka did not accept this client's credentials: {text}",
+            hint="check SAGA_KAFKA_SECURITY_PROTOCOL, SAGA_KAFKA_SASL_MECHANISM, "
+            "SAGA_KAFKA_SASL_USERNAME and SAGA_KAFKA_SASL_PASSWORD (or the certificate and "
+            "SAGA_KAFKA_SSL_CA_FILE) against the cluster's listener")
+    if code in _AUTHORIZATION:
+        return SagaKafkaError(
+            f"Kafka refused this principal: {text}",
+            hint="its ACLs do not allow it (docs/security.md lists what each role needs; "
+            "`saga acl apply` creates them), or the process runs as the wrong principal")
+    if is_transient(exc):
+        return KafkaUnavailable(f"Kafka did not answer: {text}",
+                                hint="check that the cluster runs and SAGA_BOOTSTRAP_SERVERS "
+                                "names it (`saga kafka status` for the embedded one), and "
+                                "that SAGA_KAFKA_SECURITY_PROTOCOL matches its listener; then "
+                                "run the command again")
+    if isinstance(cause, KafkaError) and cause.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return SagaKafkaError(f"Kafka has no such topic: {text}",
+                              hint="run `saga topics create`, and check SAGA_TOPIC_PREFIX")
+    return SagaKafkaError(f"Kafka refused the request: {text}",
+                          hint="see the message; check the cluster's configuration and ACLs")
+
+
+def partitions_of(kafka: KafkaConnection, topic: str) -> list[int]:
+    """The topic's partition numbers; KafkaException when it does not exist."""
+    # A refused login only reaches the error callback; without it this would wait out
+    # the whole timeout and then blame the transport.
+    refused: list[KafkaError] = []
+    probe = consumer(kafka, f"saga-meta-{uuid.uuid4().hex}",
+                     error_cb=lambda e: refused.append(e) if e.code() in _AUTHENTICATION
+                     else None)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                info = probe.list_topics(topic, timeout=1).topics.get(topic)
+                break
+            except KafkaException as exc:
+                if not is_transient(exc) or time.monotonic() >= deadline:
+                    raise
+            probe.poll(0)  # serves the error callback
+            if refused:
+                raise KafkaException(refused[0])
         if info is None or info.error is not None:
             missing = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
             raise KafkaException(info.error if info else missing)
@@ -142,8 +274,15 @@ def partitions_of(bootstrap: str, topic: str) -> list[int]:
         probe.close()
 
 
-class ClientStuck(Exception):
-    """A client call overran its deadline and is still blocked inside librdkafka."""
+#: Calls that overran their deadline, still blocked inside librdkafka.
+_overran: set[threading.Thread] = set()
+
+
+def stuck_calls() -> int:
+    """How many calls abandoned by call_with_deadline are still blocked. Each holds the
+    client it was made on, which is freed when (if) the call returns."""
+    _overran.difference_update([t for t in _overran if not t.is_alive()])
+    return len(_overran)
 
 
 def call_with_deadline(call: Callable[[], _T], seconds: float, what: str) -> _T:
@@ -152,7 +291,8 @@ def call_with_deadline(call: Callable[[], _T], seconds: float, what: str) -> _T:
     For the librdkafka calls whose own timeout is known not to hold (e.g.
     send_offsets_to_transaction, librdkafka #5456 and #5511). The call runs on a daemon
     thread, so a call that never returns cannot keep the process from exiting; the
-    caller must abandon the client it was made on."""
+    caller must abandon the client it was made on (the thread keeps it alive until the
+    call returns, then it is freed; ``stuck_calls`` counts those still blocked)."""
     outcome: list[tuple[bool, Any]] = []
     finished = threading.Event()
 
@@ -164,8 +304,10 @@ def call_with_deadline(call: Callable[[], _T], seconds: float, what: str) -> _T:
         finally:
             finished.set()
 
-    threading.Thread(target=run, name=f"deadline:{what}", daemon=True).start()
+    thread = threading.Thread(target=run, name=f"deadline:{what}", daemon=True)
+    thread.start()
     if not finished.wait(seconds):
+        _overran.add(thread)
         raise ClientStuck(f"{what} did not return within {seconds:.0f}s")
     returned, value = outcome[0]
     if returned:

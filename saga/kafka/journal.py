@@ -1,98 +1,67 @@
-"""Reading saga.journal back: catch-up on assignment, `saga rebuild`, `verify-replay`."""
+"""Reading saga.journal back (read_committed): for catch-up on assignment, `saga rebuild`,
+`saga verify-replay` and the tools. Decoding only: folding the entries into state is
+the coordinator's recovery (saga/coordinator/recovery.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import TopicPartition
-
+from saga.config import KafkaConnection
 from saga.engine import events as ev
-from saga.engine.state import SagaState, apply
-from saga.errors import CodecError
+from saga.errors import BodyUnavailable, CodecError
 from saga.kafka import clients
-from saga.kafka.messages import Messages
-from saga.state.port import Projection, ProjectionCorrupt
+from saga.kafka.records import RecordCodec
 
 
 @dataclass(frozen=True)
 class JournalRecord:
     partition: int
     offset: int
-    entry: ev.Entry | None  # None at the end of a partition
+    entry: ev.Entry | None  # None at the end of a partition, or when undecodable
     error: CodecError | None = None
+    cause: str | None = None  # the inbox record whose decision wrote it
+
+    @property
+    def end_of_partition(self) -> bool:
+        return self.entry is None and self.error is None
+
+    @property
+    def next_offset(self) -> int:
+        """Where reading this partition goes on after this record."""
+        return self.offset if self.end_of_partition else self.offset + 1
 
 
-def read_journal(bootstrap: str, topic: str, starts: Mapping[int, int | None],
-                 messages: Messages) -> Iterator[JournalRecord]:
+def read_journal(kafka: KafkaConnection, topic: str, starts: Mapping[int, int | None],
+                 codec: RecordCodec) -> Iterator[JournalRecord]:
     """Every committed record from each partition's start to its current end.
 
     At each partition's end one record with ``entry=None`` and ``offset`` = the next
     offset to read (past transaction markers) is yielded.
     """
-    for item in clients.read_to_end(bootstrap, topic, starts):
+    for item in clients.read_to_end(kafka, topic, starts):
         if isinstance(item, clients.EndOfPartition):
             yield JournalRecord(item.partition, item.offset, None)
             continue
         _, partition, offset = clients.where(item)
         try:
-            yield JournalRecord(partition, offset, messages.decode_entry(item.value()))
+            entry, cause = codec.decode_journal(item.value())
+        except BodyUnavailable:
+            raise  # a setting to fix, not a record to pass over: every later one needs it
         except CodecError as exc:
             yield JournalRecord(partition, offset, None, exc)
-
-
-def catch_up(projection: Projection, bootstrap: str, topic: str, partitions: list[int],
-             messages: Messages, *, flush_every: int = 5000,
-             on_progress: Callable[[int, int], None] | None = None) -> int:
-    """Apply journal records past the projection's stored offsets; returns entries applied.
-
-    ``on_progress(records read, records to read)`` is called as it goes.
-    """
-    starts = {p: projection.journal_offset(p) for p in partitions}
-    total = _backlog(bootstrap, topic, starts) if on_progress else 0
-    seen = 0
-    states: dict[str, SagaState] = {}
-    entries: list[ev.Entry] = []
-    offsets: dict[int, int] = {}
-    applied = 0
-    for record in read_journal(bootstrap, topic, starts, messages):
-        if on_progress is not None and (record.entry is not None or record.error is not None):
-            seen += 1
-            on_progress(min(seen, total), total)
-        offsets[record.partition] = record.offset + (0 if record.entry is None
-                                                     and record.error is None else 1)
-        if record.error is not None:
-            continue  # an undecodable journal record is skipped; the writer never makes one
-        entry = record.entry
-        if entry is None:
             continue
-        state = states.get(entry.saga_id) or projection.get(entry.saga_id) \
-            or SagaState(entry.saga_id)
-        if entry.seq < state.seq:
-            continue  # already applied
-        if entry.seq > state.seq:
-            raise ProjectionCorrupt(f"saga {entry.saga_id}: the journal has entry {entry.seq} "
-                                    f"but the projection stops at {state.seq}")
-        states[entry.saga_id] = apply(state, entry)
-        entries.append(entry)
-        applied += 1
-        if len(entries) >= flush_every:
-            projection.commit(states, entries, offsets)
-            states, entries = {}, []
-    projection.commit(states, entries, offsets)
-    if on_progress is not None:
-        on_progress(total, total)
-    return applied
+        yield JournalRecord(partition, offset, entry, cause=cause)
 
 
-def _backlog(bootstrap: str, topic: str, starts: Mapping[int, int | None]) -> int:
+def backlog(kafka: KafkaConnection, topic: str, starts: Mapping[int, int | None]) -> int:
     """Records between each start and the partition's end (markers included: an estimate)."""
-    probe = clients.consumer(bootstrap, f"saga-backlog-{uuid.uuid4().hex}")
+    probe = clients.consumer(kafka, f"saga-backlog-{uuid.uuid4().hex}")
     try:
         total = 0
         for partition, start in starts.items():
-            low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            low, high = clients.watermarks(probe, topic, partition)
             total += max(0, high - max(low, start or 0))
         return total
     finally:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import time
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from saga.config import PROJECT_ROOT, Settings
+from saga import _data
+from saga.config import KafkaConnection, Settings
 from saga.errors import ConfigError, KafkaUnavailable, TopicError
+from saga.kafka import clients
 from saga.kafka.clients import is_transient
 
-SPEC_FILE = PROJECT_ROOT / "topics" / "topics.toml"
+SPEC_FILE = _data.topic_specs()
 _TIMEOUT_S = 30.0
 
 
@@ -47,21 +49,41 @@ class TopicSpec:
         }
 
 
-def load_specs(settings: Settings, path: Path = SPEC_FILE) -> list[TopicSpec]:
+def load_specs(settings: Settings, path: Traversable = SPEC_FILE) -> list[TopicSpec]:
     raw = _read(path)
     specs = [_spec(settings, name, entry) for name, entry in raw.get("topics", {}).items()]
-    services = raw.get("services", {})
-    for service in services.get("names", []):
-        specs.append(_spec(settings, f"{service}.commands", services))
+    for service in service_names(path):
+        specs.extend(_service_specs(settings, service, raw))
     return specs
 
 
-def service_topic_spec(settings: Settings, service: str, path: Path = SPEC_FILE) -> TopicSpec:
+def service_names(path: Traversable = SPEC_FILE) -> list[str]:
+    """The services topics.toml names (each has a command topic and a state changelog)."""
+    return list(_read(path).get("services", {}).get("names", []))
+
+
+def service_topic_spec(settings: Settings, service: str,
+                       path: Traversable = SPEC_FILE) -> TopicSpec:
     """The command topic of any service, listed in topics.toml or not."""
-    return _spec(settings, f"{service}.commands", _read(path).get("services", {}))
+    return _service_specs(settings, service, _read(path))[0]
 
 
-def _read(path: Path) -> dict[str, Any]:
+def service_state_spec(settings: Settings, service: str,
+                       path: Traversable = SPEC_FILE) -> TopicSpec:
+    """The state changelog of any service: as many partitions as its command topic."""
+    return _service_specs(settings, service, _read(path))[1]
+
+
+def _service_specs(settings: Settings, service: str, raw: dict[str, Any]
+                   ) -> tuple[TopicSpec, TopicSpec]:
+    services = raw.get("services", {})
+    commands = {k: v for k, v in services.items() if k not in ("names", "state")}
+    state = {**commands, **services.get("state", {})}
+    return (_spec(settings, f"{service}.commands", commands),
+            _spec(settings, f"{service}.state", state))
+
+
+def _read(path: Traversable) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -85,8 +107,8 @@ def _spec(settings: Settings, name: str, entry: dict[str, Any]) -> TopicSpec:
     )
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+def admin_client(kafka: KafkaConnection) -> AdminClient:
+    return clients.admin(kafka, **{"socket.timeout.ms": 10000})
 
 
 def create_topics(admin: AdminClient, specs: list[TopicSpec]) -> dict[str, str]:
@@ -139,7 +161,8 @@ def check_topics(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
     present = [s for s in specs if s.name in metadata.topics]
     for spec in specs:
         if spec.name not in metadata.topics:
-            problems.append(f"{spec.name} is missing (run `saga topics create`)")
+            problems.append(f"{spec.name} is missing (run `saga topics create`), or this "
+                            "principal may not describe it (see `saga acl show`)")
             continue
         partitions = metadata.topics[spec.name].partitions
         if len(partitions) != spec.partitions:
@@ -181,6 +204,28 @@ def _config_problems(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
             if actual != wanted:
                 problems.append(f"{spec.name} has {key}={actual}, the spec says {wanted}")
     return problems
+
+
+def source_of(admin: AdminClient, topic: str) -> str:
+    """``<cluster id>/<topic>/<topic id>``: which cluster, and which incarnation of the
+    topic (a deleted and recreated topic gets a new id). Offsets mean nothing across
+    either, so a local store built from another source must be rebuilt, never resumed."""
+    try:
+        cluster = admin.describe_cluster(request_timeout=_TIMEOUT_S).result(_TIMEOUT_S)
+        described = admin.describe_topics(TopicCollection([topic]),
+                                          request_timeout=_TIMEOUT_S)[topic]
+        topic_id = described.result(_TIMEOUT_S).topic_id
+    except TimeoutError as exc:  # the futures' own timeout: a broker away, a slow election
+        raise KafkaUnavailable(f"describing {topic} timed out",
+                               hint="the cluster is starting or a broker is away; try "
+                               "again") from exc
+    except KafkaException as exc:
+        if is_transient(exc):
+            raise KafkaUnavailable(f"cannot describe {topic} yet: {exc}",
+                                   hint="the cluster is still starting; try again") from exc
+        raise TopicError(f"cannot describe {topic}: {exc}",
+                         hint="run `saga topics create`, and check SAGA_TOPIC_PREFIX") from exc
+    return f"{cluster.cluster_id}/{topic}/{topic_id}"
 
 
 def _metadata(admin: AdminClient) -> Any:

@@ -1,5 +1,7 @@
 """compose/docker-compose.yml brought up for real: three brokers, two coordinators, the
-services; orders run through it while one coordinator is killed; every order ends."""
+services and the visibility server; orders run through it while one coordinator is
+killed; every order ends; and one saga is driven through the server's HTTP API from
+outside the containers (start, signal, result, history)."""
 
 from __future__ import annotations
 
@@ -11,21 +13,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from saga.audit import audit_commands, fold_journal
-from saga.config import PROJECT_ROOT, Settings
+from saga.config import Settings
+from saga.coordinator.recovery import fold_journal
+from saga.dev.audit import audit_commands
+from saga.dev.embedded import free_port, wait_for_brokers
+from saga.dev.stack import SERVICE_NAMES, Stack
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.errors import SagaError
-from saga.kafka.embedded import wait_for_brokers
 from saga.kafka.topics import admin_client, check_topics, load_specs
-from saga.stack import SERVICE_NAMES, Stack
-from tests.kafka_harness import docker_available, in_ci
-from tests.saga.kafka.test_embedded import _free_base_port
+from tests.kafka_harness import docker_available, free_base_port, in_ci
 from tests.system import order
 
-COMPOSE_FILE = PROJECT_ROOT / "compose" / "docker-compose.yml"
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
 ORDERS = 200
 
 
@@ -39,11 +42,14 @@ def compose_env() -> dict[str, str]:
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    base = _free_base_port()
+    base = free_base_port(internal=True)
     return {**os.environ, "SAGA_IMAGE": image,
             "KAFKA_IMAGE": os.environ.get("SAGA_KAFKA_IMAGE", "apache/kafka:4.1.1"),
             **{f"KAFKA_PORT_{i + 1}": str(base + i) for i in range(3)},
-            **{f"KAFKA_CONTROLLER_PORT_{i + 1}": str(base + 100 + i) for i in range(3)}}
+            **{f"KAFKA_CONTROLLER_PORT_{i + 1}": str(base + 100 + i) for i in range(3)},
+            # The secured variant's broker-to-broker listener (docker-compose.secure.yml).
+            **{f"KAFKA_INTERNAL_PORT_{i + 1}": str(base + 200 + i) for i in range(3)},
+            "SAGA_SERVER_PORT": str(free_port())}
 
 
 @pytest.fixture
@@ -71,7 +77,7 @@ def test_orders_survive_a_killed_coordinator(stack_up: tuple[str, dict[str, str]
     wait_for_brokers(bootstrap, 3, 180)
     settings = Settings(bootstrap_servers=bootstrap, partitions=6, replication_factor=3,
                         state_dir=tmp_path)
-    admin = admin_client(bootstrap)
+    admin = admin_client(settings.kafka)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -110,3 +116,32 @@ def test_orders_survive_a_killed_coordinator(stack_up: tuple[str, dict[str, str]
     assert sum(states[i].status is SagaStatus.COMPENSATED for i in ids) == ORDERS // 5
     assert all(states[i].status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED) for i in ids)
     assert audit_commands(settings, SERVICE_NAMES).duplicates == {}
+    drive_one_through_the_api(f"http://127.0.0.1:{env['SAGA_SERVER_PORT']}")
+
+
+def drive_one_through_the_api(url: str) -> None:
+    """What a user outside the containers does: only HTTP, no Kafka client."""
+    with httpx.Client(base_url=url, timeout=40) as api:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if api.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the compose server never became ready"
+            time.sleep(1)
+        assert len(api.get("/api/sagas", params={"limit": 1000}).json()["sagas"]) == ORDERS
+        started = api.post("/api/sagas", json={"type": "order", "id": "via-api",
+                                               "input": order("via-api")})
+        assert (started.status_code, started.json()["created"]) == (201, True), started.text
+        deadline = time.monotonic() + 60
+        while api.get("/api/sagas/via-api").json()["status"] != "WAITING":
+            assert time.monotonic() < deadline, "via-api never waited for its pick"
+            time.sleep(0.5)
+        assert api.post("/api/sagas/via-api/signals/warehouse_picked",
+                        json={"payload": {}}).status_code == 202
+        done = api.get("/api/sagas/via-api/result", params={"wait": 60}).json()
+        assert (done["status"], done["result"]["status"]) == ("COMPLETED", "completed")
+        types = [h["type"] for h in api.get("/api/sagas/via-api/history").json()]
+        assert (types[0], types[-1]) == ("SagaStarted", "SagaCompleted")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from saga.audit import projection_violations
+from saga.dev.audit import projection_violations
 
 REBUILT = {"partitions": {"0": {"checksum": "aaa", "sagas": 2, "journal_offset": 40},
                           "1": {"checksum": "bbb", "sagas": 3, "journal_offset": 61}}}

@@ -6,17 +6,32 @@ import saga
 
 # Add to this list when the API grows; a name leaves it only with a major version.
 PUBLIC_NAMES = {
+    "AccessDenied",
+    "BlockingSagaClient",
+    "BlockingSagaHandle",
+    "BusinessError",
     "CodecError",
     "ConfigError",
     "KafkaUnavailable",
     "NonDeterminismError",
     "RetryPolicy",
+    "SagaCancelled",
+    "SagaClient",
+    "SagaCompensated",
     "SagaContext",
+    "SagaDidNotComplete",
     "SagaError",
+    "SagaFailed",
+    "SagaHandle",
+    "SagaInfo",
+    "SagaNotFound",
+    "SagaPage",
     "SagaStatus",
+    "SagaStillRunning",
     "Settings",
     "StepFailed",
     "TopicMismatch",
+    "UnknownSagaType",
     "hours",
     "minutes",
     "seconds",
@@ -33,6 +48,18 @@ def test_every_exported_name_exists_and_is_listed() -> None:
     for name in saga.__all__:
         assert getattr(saga, name) is not None, name
     assert set(saga.__all__) == PUBLIC_NAMES, "a new public name must be added to this test"
+
+
+SERVICE_NAMES = {"BusinessError", "Command", "CommandKind", "ReplyOutcome", "Service",
+                 "ServiceState", "StagedState", "StateView", "read_state"}
+
+
+def test_the_service_sdk_keeps_its_names() -> None:
+    import saga.service
+
+    assert set(saga.service.__all__) == SERVICE_NAMES
+    for name in saga.service.__all__:
+        assert getattr(saga.service, name) is not None, name
 
 
 def test_every_error_descends_from_the_one_root() -> None:

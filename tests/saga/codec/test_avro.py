@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from saga import _data
 from saga.codec import KINDS, AvroCodec, dumps_body, loads_body
-from saga.config import PROJECT_ROOT
 from saga.errors import (
     CodecError,
     NotFramed,
@@ -20,7 +19,8 @@ from saga.errors import (
 SAMPLES: dict[str, list[dict[str, Any]]] = {
     "inbox_message": [
         {"saga_id": "o-1", "message_id": "m-1", "sent_at_ms": 1,
-         "body": ("saga.Start", {"saga_type": "order", "input": b'{"id":"o-1"}'})},
+         "body": ("saga.Start", {"saga_type": "order", "input": b'{"id":"o-1"}',
+                                 "parent": "", "parent_step": -1})},
         {"saga_id": "o-1", "message_id": "m-2", "sent_at_ms": 2,
          "body": ("saga.Signal", {"name": "warehouse_picked", "payload": b"null"})},
         {"saga_id": "o-1", "message_id": "m-3", "sent_at_ms": 3,
@@ -31,6 +31,12 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
                                  "error": "card_declined"})},
         {"saga_id": "o-1", "message_id": "m-5", "sent_at_ms": 5,
          "body": ("saga.TimerFired", {"timer_id": "o-1/t/3", "due_ms": 99})},
+        {"saga_id": "o-1", "message_id": "m-6", "sent_at_ms": 6,
+         "body": ("saga.ChildEnded", {"child_id": "o-1.3", "status": "COMPLETED",
+                                      "result": b"{}", "error": ""})},
+        {"saga_id": "o-1", "message_id": "m-7", "sent_at_ms": 7,
+         "body": ("saga.Update", {"update_id": "u-1", "name": "add_note",
+                                  "payload": b'"hi"'})},
     ],
     "journal_event": [
         {"saga_id": "o-1", "seq": 7, "type": "CommandIssued", "at_ms": 10,
@@ -49,6 +55,15 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
         {"source_topic": "saga.inbox", "source_partition": 2, "source_offset": 41,
          "key": b"o-1", "value": None, "reason": "undecodable", "detail": "NotFramed",
          "component": "coordinator", "at_ms": 3},
+    ],
+    "state_change": [
+        {"key": "step/o-1:0", "version": 1_764_000_000_000_000,
+         "value": b'{"command_id":"o-1:0:1","reply":{}}', "command_id": "o-1:0:1"},
+        {"key": "data/ledger/o-1:0", "version": 2, "value": None, "command_id": "o-1:0:2"},
+    ],
+    "schedule_entry": [
+        {"schedule_id": "nightly", "saga_id": "schedule:nightly",
+         "entry": b'{"cron":"0 2 * * *","runs":3}', "at_ms": 9},
     ],
 }
 
@@ -92,9 +107,9 @@ def test_previous_schema_version_reads_with_the_newest(codec: AvroCodec) -> None
 
 def test_a_build_without_the_newer_schema_says_unknown_schema(
         codec: AvroCodec, tmp_path: Path) -> None:
-    for path in (PROJECT_ROOT / "schemas").glob("*.avsc"):
+    for path in (p for p in _data.schema_dir().iterdir() if p.name.endswith(".avsc")):
         if path.name != "journal_event.v2.avsc":
-            shutil.copy(path, tmp_path)
+            (tmp_path / path.name).write_bytes(path.read_bytes())
     older_build = AvroCodec(tmp_path)
     newer = codec.encode("journal_event", SAMPLES["journal_event"][0])
     with pytest.raises(UnknownSchema, match="unknown schema fingerprint"):

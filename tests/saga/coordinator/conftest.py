@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from saga.kafka.embedded import EmbeddedKafka
-from tests.saga.kafka.test_embedded import _free_base_port
+from saga.dev.embedded import EmbeddedKafka
+from tests.kafka_harness import free_base_port
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[EmbeddedKafka, str]]:
     """(the cluster, its bootstrap servers); stopped at the end, whatever happened."""
-    kafka = EmbeddedKafka(tmp_path / "kafka", base_port=_free_base_port())
+    kafka = EmbeddedKafka(tmp_path / "kafka", base_port=free_base_port())
     state = kafka.start(3)
     try:
         yield kafka, state.bootstrap_servers

@@ -15,13 +15,13 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from saga.audit import audit_commands
 from saga.config import Settings
+from saga.dev.audit import audit_commands
+from saga.dev.embedded import EmbeddedKafka
+from saga.dev.stack import SERVICE_NAMES, Stack
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
-from saga.kafka.embedded import EmbeddedKafka
 from saga.kafka.topics import admin_client, create_topics, load_specs
-from saga.stack import SERVICE_NAMES, Stack
 from tests.system import STOCK, order, wait_terminal
 
 pytestmark = pytest.mark.embedded
@@ -56,7 +56,7 @@ def test_coordinator_survives_losing_its_group_coordinator(
     kafka, bootstrap = cluster
     settings = Settings(bootstrap_servers=bootstrap, state_dir=tmp_path / "state",
                         topic_prefix="restart.", partitions=3, replication_factor=3)
-    create_topics(admin_client(bootstrap), load_specs(settings))
+    create_topics(admin_client(settings.kafka), load_specs(settings))
     stack = Stack(settings, stock=STOCK)
     stack.start_all(("c1",))
     try:

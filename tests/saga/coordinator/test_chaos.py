@@ -13,21 +13,21 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from saga.examples.services import alerted_orders, read_report
 
-from saga.audit import (
+from saga.config import Settings
+from saga.dev.audit import (
     audit_commands,
     order_violations,
     path_violations,
     projection_violations,
 )
-from saga.cli.reads import LocalProjections
-from saga.config import Settings
+from saga.dev.embedded import EmbeddedKafka
+from saga.dev.stack import SERVICE_NAMES, Stack
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
-from saga.kafka.embedded import EmbeddedKafka
 from saga.kafka.topics import admin_client, create_topics, load_specs
-from saga.stack import SERVICE_NAMES, Stack
-from services.examples.services import alerted_orders, read_report
+from saga.store.local_projections import LocalProjections
 from tests.cli_helpers import run_saga
 from tests.system import STOCK, order
 
@@ -44,7 +44,7 @@ def test_chaos(cluster: tuple[EmbeddedKafka, str], tmp_path: Path) -> None:
     rng = random.Random(5000)
     settings = Settings(bootstrap_servers=bootstrap, state_dir=tmp_path / "state",
                         topic_prefix="chaos.", partitions=6, replication_factor=3)
-    create_topics(admin_client(bootstrap), load_specs(settings))
+    create_topics(admin_client(settings.kafka), load_specs(settings))
     paths = {"picked": [], "never_picked": [], "out_of_stock": []}  # type: dict[str, list[str]]
     stack = Stack(settings, stock={**STOCK, "sku-1": 10**9})
     stack.start_all(COORDINATORS)

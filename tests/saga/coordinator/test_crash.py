@@ -9,14 +9,15 @@ import random
 import time
 from functools import partial
 
-from saga.audit import audit_commands, order_violations
-from saga.cli.reads import LocalProjections
+from saga.examples.services import read_report
+
 from saga.config import Settings
+from saga.dev.audit import audit_commands, order_violations
+from saga.dev.stack import SERVICE_NAMES
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import SagaState
-from saga.stack import SERVICE_NAMES
-from services.examples.services import read_report
+from saga.store.local_projections import LocalProjections
 from tests.cli_helpers import run_saga
 from tests.system import order, running_stack, wait_for, wait_terminal
 

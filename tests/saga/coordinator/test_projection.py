@@ -6,8 +6,14 @@ import json
 import shutil
 
 from saga.config import Settings
+from saga.dev.audit import read_topic
+from saga.dev.stack import Stack
 from saga.engine.inputs import DeliverSignal, StartSaga
-from saga.stack import Stack
+from saga.engine.lifecycle import SagaStatus
+from saga.engine.state import SagaState
+from saga.layout import StateLayout
+from saga.store.projection import RocksProjection
+from saga.store.timer_index import PendingTimer, RocksTimerIndex
 from tests.cli_helpers import run_saga
 from tests.system import order, running_stack, wait_for, wait_terminal
 
@@ -35,7 +41,7 @@ def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Setti
         assert "journal records" in rebuilt_run.stderr  # progress was shown
 
         stack.stop_all()
-        projection = settings.state_dir / "coordinator" / "c1" / "projection"
+        projection = StateLayout(settings.state_dir).projection("c1")
         shutil.rmtree(projection)
         stack.start("coordinator-c1")
         wait_for(lambda: (projection / "CURRENT").exists()
@@ -58,10 +64,40 @@ def test_a_corrupt_projection_is_wiped_and_rebuilt(settings: Settings) -> None:
         wait_terminal(stack, ids)
         live = json.loads(run_saga(settings, "checksum", "--json").stdout)
         stack.kill("coordinator-c1")
-        projection = settings.state_dir / "coordinator" / "c1" / "projection"
+        projection = StateLayout(settings.state_dir).projection("c1")
         (projection / "CURRENT").write_text("not a manifest\n")
         stack.start("coordinator-c1")
         wait_for(lambda: "rebuilding it from saga.journal" in stack.log_tail("coordinator-c1"),
                  60, "the coordinator to notice the corrupt projection")
         wait_for(lambda: json.loads(run_saga(settings, "checksum", "--json").stdout or "{}")
                  == live, 90, "the rebuilt projection")
+
+
+def test_state_from_another_cluster_is_rebuilt_not_resumed(settings: Settings) -> None:
+    """A state folder last used against another cluster (or a recreated topic): its
+    projection and timer index say so, are rebuilt with a line saying why, and nothing
+    of the old cluster's sagas reaches this one."""
+    layout = StateLayout(settings.state_dir)
+    ghost = SagaState("ghost", saga_type="order", version=1, status=SagaStatus.WAITING,
+                      seq=3)
+    projection = RocksProjection(layout.projection("c1"))
+    projection.commit({"ghost": ghost}, [], {0: 5_000_000})
+    projection.store.stamp("other-cluster/saga.journal/x")
+    projection.close()
+    index = RocksTimerIndex(layout.timer_index("c1"))
+    index.apply([PendingTimer(0, "ghost:2:wait:0", "ghost", 1)], [], {0: 7})
+    index.store.stamp("other-cluster/saga.timers/x")
+    index.close()
+    with running_stack(settings) as stack:
+        ids = _send_orders(stack, "n", 3)
+        wait_terminal(stack, ids)
+        log = stack.log_tail("coordinator-c1", 80)
+        assert "it was built from other-cluster/saga.journal/x" in log
+        assert "rebuilding it from saga.journal" in log
+        assert "it was built from other-cluster/saga.timers/x" in log
+        assert "rebuilding it from saga.timers" in log
+        states = stack.states()
+    assert "ghost" not in states
+    assert sorted(states) == sorted(ids)
+    inbox = read_topic(settings.kafka, settings.topic("saga.inbox"))
+    assert not [k for k, _, _ in inbox if k == b"ghost"]  # its timer never fired here

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 
-from saga.audit import audit_commands
-from saga.cli.reads import LocalProjections, projection_dirs
 from saga.config import Settings
+from saga.dev.audit import audit_commands
+from saga.dev.stack import SERVICE_NAMES, Stack
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import SagaState
-from saga.stack import SERVICE_NAMES, Stack
+from saga.layout import StateLayout
+from saga.store.local_projections import LocalProjections
 from tests.cli_helpers import run_saga
 from tests.system import order, running_stack, wait_for, wait_terminal
 
@@ -29,7 +30,7 @@ def _states(*places: Settings) -> dict[str, SagaState]:
     """The sagas in the projections of several machines' state folders."""
     merged: dict[str, SagaState] = {}
     for place in places:
-        if not projection_dirs(place):
+        if not StateLayout(place.state_dir).projections():
             continue
         projections = LocalProjections(place)
         try:

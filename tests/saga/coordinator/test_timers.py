@@ -8,17 +8,19 @@ import shutil
 import time
 from typing import Any
 
-from saga.cli.reads import LocalProjections
+from saga.examples.services import read_report
+
 from saga.config import Settings
+from saga.dev.stack import Stack
 from saga.engine import events as ev
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
-from saga.stack import Stack
-from services.examples.services import read_report
+from saga.layout import StateLayout
+from saga.store.local_projections import LocalProjections
 from tests.cli_helpers import run_saga
 from tests.system import history, order, running_stack, wait_for, wait_terminal
 
-WORKFLOWS = "services.examples.order,tests.timer_workflows"
+WORKFLOWS = "saga.examples.order,tests.timer_workflows"
 
 
 def _types(settings: Settings, saga_id: str) -> list[str]:
@@ -46,7 +48,13 @@ def test_a_timer_pending_through_a_sigkill_fires_after_restart_once(
         pending = json.loads(run_saga(settings, "timers", "--json").stdout)
         assert pending["pending"] == 1
         time.sleep(4)  # the pick deadline passes while no coordinator runs
+        assignments = stack.log_tail("coordinator-c1", 500).count("assigned partitions")
         stack.start("coordinator-c1")
+        # when the restarted coordinator owns the partitions again (seen from its log, so
+        # this is at or after the moment): the catch-up of invariant 5 ends there
+        wait_for(lambda: stack.log_tail("coordinator-c1", 500).count("assigned partitions")
+                 > assignments, 60, "the restarted coordinator to be assigned", poll_s=0.02)
+        assigned_ms = int(time.time() * 1000)
         states = wait_terminal(stack, ["late-pick"])
     assert states["late-pick"].status is SagaStatus.COMPLETED
     types = _types(settings, "late-pick")
@@ -56,6 +64,9 @@ def test_a_timer_pending_through_a_sigkill_fires_after_restart_once(
     fired = next(e for e in history(settings, "late-pick") if e.event.type_name == "TimerFired")
     deadline = states["late-pick"].timers["late-pick:2:wait:0"]
     assert fired.at_ms >= deadline.due_ms  # never early; late only by the downtime
+    # invariant 5's bound: once the partition is assigned, the overdue timer fires on the
+    # wheel's first turn (the tick is 20 ms; a second allows for a loaded machine)
+    assert fired.at_ms - assigned_ms <= 1000, (fired.at_ms, assigned_ms)
     after = json.loads(run_saga(settings, "timers", "--json").stdout)
     assert after["pending"] == 0
 
@@ -96,7 +107,8 @@ def test_retry_then_success_exhaustion_and_a_late_reply(settings: Settings) -> N
         "retry-ok": {"fail_times": 2},
         "exhausted": {"fail_times": 9, "attempts": 2},
         # the service handles commands one at a time: attempt 2 waits for the slow
-        # attempt 1 to finish (3 s), well inside its own 2 s deadline
+        # attempt 1 to finish (3 s), well inside its own 2 s deadline, and is answered
+        # with attempt 1's result: the step has an answer, its handler does not run again
         "late": {"timeout_s": 2, "slow_attempts": [1], "delay_s": 3},
     }
     with running_stack(settings, workflows=WORKFLOWS) as stack:
@@ -120,7 +132,8 @@ def test_retry_then_success_exhaustion_and_a_late_reply(settings: Settings) -> N
     assert exhausted.compensations[0].outcome == "ok"  # the charge was refunded
 
     late = states["late"]
-    assert late.result == {"result": {"attempt": 2}}
+    assert late.result == {"result": {"attempt": 1}}  # one run of the handler, two attempts
+    assert late.steps[1].attempt == 2
     types = _types(settings, "late")
     assert "CommandTimedOut" in types
     ignored = [e.event for e in history(settings, "late") if isinstance(e.event, ev.InputIgnored)]
@@ -166,9 +179,9 @@ def test_the_timer_index_is_rebuilt_from_the_topic(settings: Settings) -> None:
         wait_for(lambda: json.loads(run_saga(settings, "timers", "--json").stdout or "{}")
                  .get("pending") == 20, 60, "20 pending timers")
         stack.kill("coordinator-c1")
-        shutil.rmtree(settings.state_dir / "coordinator" / "c1" / "timers")
+        shutil.rmtree(StateLayout(settings.state_dir).timer_index("c1"))
         stack.start("coordinator-c1")
-        wait_for(lambda: (settings.state_dir / "coordinator" / "c1" / "timers" / "CURRENT")
+        wait_for(lambda: (StateLayout(settings.state_dir).timer_index("c1") / "CURRENT")
                  .exists() and json.loads(run_saga(settings, "timers", "--json").stdout
                                           or "{}").get("pending") == 20,
                  60, "the rebuilt index to hold the 20 timers")

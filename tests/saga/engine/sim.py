@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from saga.engine import events as ev
-from saga.engine.decider import Decision, Engine
+from saga.engine.budget import RunBudget
+from saga.engine.decider import Decider, Decision
 from saga.engine.inputs import (
     CancelSaga,
     CommandReply,
     DeliverSignal,
     FireTimer,
     Input,
+    ReplyOutcome,
     StartSaga,
 )
 from saga.engine.lifecycle import SagaStatus
@@ -21,8 +24,10 @@ from saga.engine.workflow import WorkflowRegistry
 
 class Sim:
     def __init__(self, registry: WorkflowRegistry, *, cache_size: int = 100,
-                 always_replay: bool = False) -> None:
-        self.engine = Engine(registry, cache_size=cache_size)
+                 always_replay: bool = False, step_timeout: timedelta | None = None,
+                 budget: RunBudget | None = None) -> None:
+        self.engine = Decider(registry, cache_size=cache_size, step_timeout=step_timeout,
+                              budget=budget)
         self.states: dict[str, SagaState] = {}
         self.history: dict[str, list[ev.Entry]] = {}
         self.always_replay = always_replay
@@ -43,7 +48,8 @@ class Sim:
 
     def reply(self, saga_id: str, command_id: str, result: Any = None, *,
               outcome: str = "OK", error: str = "") -> Decision:
-        return self.send(saga_id, CommandReply(command_id, "svc", outcome, result, error))
+        return self.send(saga_id, CommandReply(command_id, "svc", ReplyOutcome(outcome), result,
+                                               error))
 
     def signal(self, saga_id: str, name: str, payload: Any = None) -> Decision:
         return self.send(saga_id, DeliverSignal(name, payload))

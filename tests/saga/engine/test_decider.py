@@ -87,17 +87,17 @@ def test_out_of_stock_refunds_the_charge(sim: Sim) -> None:
     sim.reply("o-1", reserve.command_id, outcome="BUSINESS_ERROR", error="out_of_stock")
     refund = sim.last_command("o-1")
     assert (refund.service, refund.name, refund.kind) == ("payments", "refund",
-                                                          ev.COMPENSATION)
+                                                          ev.CommandKind.COMPENSATION)
     assert refund.command_id == "o-1:0c:1"
     assert refund.input == {"input": ORDER, "result": {"charge_id": "ch-1"},
-                            "command_id": "o-1:0:1"}
+                            "command_id": "o-1:0:1", "idempotency_key": "o-1:0"}
     assert sim.states["o-1"].status is SagaStatus.COMPENSATING
     sim.reply("o-1", refund.command_id, {"refunded": True})
     state = sim.states["o-1"]
     assert state.status is SagaStatus.COMPENSATED
     assert state.result == {"status": "cancelled", "reason": "out_of_stock"}
     # the failed reservation needs no release: exactly one compensation
-    assert [c.kind for c in sim.commands("o-1")].count(ev.COMPENSATION) == 1
+    assert [c.kind for c in sim.commands("o-1")].count(ev.CommandKind.COMPENSATION) == 1
 
 
 def test_a_signal_before_the_wait_is_buffered(sim: Sim) -> None:
@@ -165,12 +165,17 @@ def test_inputs_for_unknown_sagas_and_types_are_rejected(sim: Sim) -> None:
         assert decision.rejection.reason == "unknown_saga"
 
 
-def test_a_repeated_start_changes_nothing(sim: Sim) -> None:
+def test_a_repeated_start_changes_nothing_but_is_recorded(sim: Sim) -> None:
     sim.start("o-1", "order", ORDER)
+    before = sim.states["o-1"]
     again = sim.start("o-1", "order", {"id": "other"})
-    assert again.entries == []
+    assert [e.event for e in again.entries] == [
+        ev.InputIgnored("duplicate_start", "start of 'order': the saga exists")]
     assert again.rejection is None
     assert len(sim.commands("o-1")) == 1
+    after = sim.states["o-1"]
+    assert (after.input, after.status, after.steps) == (before.input, before.status,
+                                                        before.steps)
 
 
 def test_cancel_compensates_newest_first(sim: Sim) -> None:
@@ -180,7 +185,7 @@ def test_cancel_compensates_newest_first(sim: Sim) -> None:
     assert sim.status("o-1") is SagaStatus.WAITING
     sim.cancel("o-1", "customer changed their mind")
     release = sim.last_command("o-1")
-    assert (release.name, release.kind) == ("release", ev.COMPENSATION)
+    assert (release.name, release.kind) == ("release", ev.CommandKind.COMPENSATION)
     sim.reply("o-1", release.command_id, {})
     refund = sim.last_command("o-1")
     assert refund.name == "refund"
@@ -317,8 +322,8 @@ def test_changed_code_parks_the_saga_with_the_divergence() -> None:
     state = upgraded.states["w-1"]
     assert state.status is SagaStatus.PARKED
     assert decision.entries[-1].event == ev.SagaParked(
-        "non_determinism", "step 0: the journal has a call to payments.charge, the code now "
-        "calls inventory.reserve")
+        ev.ParkReason.NON_DETERMINISM, "step 0: the journal has a call to payments.charge, the "
+        "code now calls inventory.reserve")
     # a parked saga takes no further action
     assert upgraded.reply("w-1", "w-1:0:1", {}).entries[0].event.type_name == "InputIgnored"
 

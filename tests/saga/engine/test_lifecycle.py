@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from saga.engine.lifecycle import TERMINAL, TRANSITIONS, IllegalTransition, SagaStatus, transition
+from saga.engine.lifecycle import TERMINAL, TRANSITIONS, SagaStatus, transition
+from saga.errors import IllegalTransition
 
 
 def test_every_status_has_a_row() -> None:

@@ -4,9 +4,9 @@ import orjson
 import pytest
 
 from saga.engine import events as ev
-from saga.engine.lifecycle import IllegalTransition, SagaStatus
+from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import SagaState, apply, fold
-from saga.errors import CodecError
+from saga.errors import CodecError, IllegalTransition
 from tests.saga.engine.sim import Sim
 from tests.saga.engine.test_decider import ORDER, order_registry
 
@@ -55,4 +55,4 @@ def test_fold_refuses_gaps_and_impossible_histories() -> None:
                  ev.Entry("s", 1, 2, ev.SagaCompleted({}, compensated=False)))
     assert done.status is SagaStatus.COMPLETED
     with pytest.raises(IllegalTransition):
-        apply(done, ev.Entry("s", 2, 3, ev.SagaParked("x", "y")))
+        apply(done, ev.Entry("s", 2, 3, ev.SagaParked(ev.ParkReason.NON_DETERMINISM, "y")))

@@ -8,7 +8,8 @@ import threading
 import pytest
 from confluent_kafka import KafkaError
 
-from saga.kafka.clients import ClientStuck, call_with_deadline, is_transient
+from saga.errors import ClientStuck
+from saga.kafka.clients import call_with_deadline, is_transient
 
 
 def test_a_call_within_its_deadline_returns_its_value() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -15,26 +13,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.kafka_harness import free_base_port
+
 pytestmark = pytest.mark.embedded
-
-
-def _free_base_port() -> int:
-    """A base port whose client and controller ports (base+0..2, base+100..102) are free."""
-    for _ in range(50):
-        base = random.randrange(30000, 40000)
-        ports = [base + i for i in range(3)] + [base + 100 + i for i in range(3)]
-        if all(_bindable(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def _saga(state: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +60,7 @@ def _pids_alive(status: dict[str, object]) -> list[int]:
 
 @pytest.mark.parametrize("brokers", [1, 3])
 def test_embedded_cluster_starts_serves_and_stops(tmp_path: Path, brokers: int) -> None:
-    port = _free_base_port()
+    port = free_base_port()
     started = _saga(tmp_path, port, "kafka", "start", "--brokers", str(brokers))
     assert started.returncode == 0, started.stderr
     bootstrap = started.stdout.strip()
@@ -120,7 +101,7 @@ def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from saga.kafka.embedded import new_cluster_id
+    from saga.dev.embedded import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

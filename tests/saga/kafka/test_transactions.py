@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -122,3 +123,42 @@ def test_consume_transform_produce_commits_offsets_atomically(
     finally:
         check.close()
     assert position.offset == 10
+
+
+def test_fetching_committed_offsets_waits_out_an_open_transaction(
+        kafka_bootstrap: str, admin: AdminClient, unique_name: Callable[[str], str]) -> None:
+    """What makes a new owner safe from a paused old one (KIP-447): a read_committed
+    consumer's committed() is answered only once a transaction holding offsets for the
+    partition ends, so the journal it then catches up on is complete."""
+    source = _topic(admin, unique_name("src"))
+    group = unique_name("group")
+    seed = Producer({"bootstrap.servers": kafka_bootstrap})
+    seed.produce(source, value=b"x")
+    seed.flush(30)
+    owner = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                      "isolation.level": "read_committed"})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap,
+                         "transactional.id": unique_name("txid")})
+    producer.init_transactions(30)
+    owner.subscribe([source])
+    deadline = time.monotonic() + 20
+    while not owner.assignment() and time.monotonic() < deadline:
+        owner.poll(0.2)
+    producer.begin_transaction()
+    producer.send_offsets_to_transaction([TopicPartition(source, 0, 1)],
+                                         owner.consumer_group_metadata(), 30)
+    finisher = threading.Timer(3.0, lambda: producer.commit_transaction(30))
+    finisher.start()
+    newcomer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                         "isolation.level": "read_committed"})
+    try:
+        began = time.monotonic()
+        [position] = newcomer.committed([TopicPartition(source, 0)], timeout=30)
+        waited = time.monotonic() - began
+    finally:
+        finisher.join()
+        newcomer.close()
+        owner.close()
+    assert position.offset == 1  # the offset the transaction committed, not the one before
+    assert waited >= 2.5, f"committed() answered after {waited:.2f}s, while it was open"

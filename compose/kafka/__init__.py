@@ -1,0 +1,1 @@
+"""Installed as saga._data.kafka: see saga/_data/__init__.py."""

@@ -1,0 +1,79 @@
+"""The budget of one decision: what a workflow may do before its saga is parked, so that
+one buggy workflow (an endless loop, a runaway fan-out, a value too big to journal)
+cannot hang or swamp the coordinator that runs every other saga.
+
+Each limit is configurable (``Decider(budget=...)``, the coordinator's settings). The
+wall-time limit interrupts a workflow stuck in Python code through SIGALRM, so it holds
+only where the decider runs on the main thread (the coordinator); everywhere else the
+event and fan-out limits still stop a loop that keeps calling ``ctx``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    #: Journal entries one decision may write.
+    max_events: int = 10_000
+    #: Commands one decision may issue (the fan-out of a ctx.gather).
+    max_commands: int = 2_000
+    #: Journal entries one saga may hold; past it the saga parks.
+    max_history: int = 100_000
+    #: Wall time of one activation of a workflow, in seconds (0: no limit).
+    max_seconds: float = 5.0
+    #: Largest JSON value a ctx.* call may record or a workflow may return, in bytes.
+    max_value_bytes: int = 512 * 1024
+    #: Signals a saga may hold that no wait has taken yet; more are dead-lettered.
+    max_pending_signals: int = 1_000
+
+
+class BudgetExceeded(BaseException):
+    """A control-flow signal, not an error anyone catches: raised inside a workflow's
+    run when the decision is over budget. A BaseException, so a workflow's
+    ``except Exception`` cannot swallow it."""
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON; TypeError when it is not JSON (a set, a Decimal, an
+    integer beyond 64 bits)."""
+    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+
+
+@contextmanager
+def wall_clock(seconds: float) -> Iterator[None]:
+    """Raise BudgetExceeded in this thread once ``seconds`` pass (main thread only)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise BudgetExceeded(f"the workflow ran for more than {seconds:g}s in one "
+                             "activation (an endless loop?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    began = time.monotonic()
+    # One shot: a timer that repeated could outlive this block if its alarm landed in
+    # the clean-up. (So a workflow that swallows BaseException in a loop that never calls
+    # ctx is interrupted once only; the event budget stops any loop that calls ctx.)
+    pending, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            if pending > 0:  # someone else's alarm (a test runner's timeout): put it back
+                left = max(pending - (time.monotonic() - began), 0.001)
+                signal.setitimer(signal.ITIMER_REAL, left, interval)

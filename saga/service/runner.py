@@ -1,0 +1,237 @@
+"""The service runner: a Service's handlers on aiokafka, each step's effect once, on
+whichever instance handles it.
+
+The instances of a service share the consumer group ``service-<name>``; each handles
+the command partitions the group assigns it. Partition p has a transactional producer
+of its own, ``service-<name>-<p>`` (one transactional id per input partition, as Kafka
+Streams' first exactly-once mode has it), so whichever instance takes p over fences the
+one that had it. Per batch of partition p, one transaction holds the replies, the dead
+letters, the state changes (into partition p of ``<service>.state``) and the consumed
+offset; the local store is written only after it commits.
+
+On assignment of p: start p's producer (its init_transactions fences the previous
+owner's and aborts what it left open), restore partition p of the changelog into the
+local store, then handle p's commands. A paused old owner that wakes finds its producer
+fenced, drops everything and rejoins the group: nothing it did after the fence counts.
+
+A step's reply is stored under its idempotency key (the same for every attempt): a
+redelivered command, or a new attempt of a step that already has an OK or business
+answer (a retry after a timeout), is answered from the store without running the
+handler again. Only after a technical failure does a new attempt run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.structs import TopicPartition
+
+from saga.config import Settings
+from saga.errors import ClaimStoreUnavailable, CodecError, ServiceFenced, TopicError
+from saga.kafka import clients, security
+from saga.kafka.caches import open_topic_cache
+from saga.kafka.records import RecordCodec
+from saga.kafka.topics import (
+    admin_client,
+    create_topics,
+    service_state_spec,
+    service_topic_spec,
+    source_of,
+)
+from saga.layout import StateLayout
+from saga.service.changelog import restore
+from saga.service.dispatch import Dispatcher, Outgoing
+from saga.service.handlers import Service
+from saga.service.state import BatchState
+from saga.store.service_store import ServiceStore
+from saga.telemetry import metrics
+
+log = logging.getLogger("saga.services")
+_FENCED = (ProducerFenced, InvalidProducerEpoch)
+
+
+class ServiceRunner:
+    """Consumes a service's command topic and replies into each saga's inbox."""
+
+    def __init__(self, service: Service, settings: Settings, *,
+                 instance_id: str | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.instance_id = instance_id or socket.gethostname()
+        self.codec = RecordCodec.for_settings(settings)
+        self.topic = settings.topic(f"{service.name}.commands")
+        self.state_topic = settings.topic(f"{service.name}.state")
+        self.group = f"{settings.topic_prefix}service-{service.name}"
+        self.dispatcher = Dispatcher(service, settings, self.codec)
+        self._store: ServiceStore | None = None
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._owned: set[int] = set()
+        self._lock = asyncio.Lock()
+        #: Why taking partitions over failed, for the loop to rejoin on.
+        self._broken: BaseException | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._store = await asyncio.to_thread(self._open_store)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._serve(stop)
+                except ServiceFenced as fenced:
+                    log.warning("service %s: %s; rejoining the group", self.service.name,
+                                fenced)
+                    await asyncio.sleep(1)
+        finally:
+            self._store.close()
+
+    # ---- start-up ------------------------------------------------------------------
+    def _open_store(self) -> ServiceStore:
+        """Make sure both topics exist and are co-partitioned, then open the local store
+        if it is a cache of this cluster's changelog (else it is rebuilt)."""
+        kafka = self.settings.kafka
+        admin = admin_client(kafka)
+        specs = [service_topic_spec(self.settings, self.service.name),
+                 service_state_spec(self.settings, self.service.name)]
+        create_topics(admin, specs)
+        commands, changes = (len(clients.partitions_of(kafka, s.name)) for s in specs)
+        if commands != changes:
+            raise TopicError(
+                f"{self.topic} has {commands} partitions and {self.state_topic} {changes}",
+                hint="they must be co-partitioned: recreate the state topic with "
+                f"{commands} partitions (it is rebuilt from nothing only if it is empty)")
+        path = StateLayout(self.settings.state_dir).service_store(self.service.name,
+                                                                  self.instance_id)
+        return open_topic_cache(
+            ServiceStore, path, source=source_of(admin, self.state_topic),
+            topic=f"{self.service.name}.state", say=log.info,
+            past_end=lambda offsets: clients.offsets_past_end(kafka, self.state_topic,
+                                                              offsets))
+
+    # ---- the consume loop ----------------------------------------------------------
+    async def _serve(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            **security.aiokafka(self.settings.kafka), group_id=self.group,
+            isolation_level="read_committed", enable_auto_commit=False,
+            auto_offset_reset="earliest")
+        consumer.subscribe([self.topic], listener=_Ownership(self))
+        self._broken = None
+        await consumer.start()
+        log.info("service %s (instance %s) consuming %s", self.service.name,
+                 self.instance_id, self.topic)
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                if self._broken is not None:
+                    raise ServiceFenced(f"taking partitions over failed: {self._broken}")
+                async with self._lock:
+                    for tp, records in batches.items():
+                        await self._handle_batch(consumer, tp, records)
+        finally:
+            await consumer.stop()
+            await self._release(list(self._producers))
+
+    async def revoke(self) -> None:
+        """Handle nothing until the next assignment (after the batch in hand)."""
+        async with self._lock:
+            self._owned = set()
+
+    async def take(self, partitions: set[int]) -> None:
+        """Own exactly ``partitions``: producers for them (fencing whoever had them),
+        their part of the changelog restored, before any of their commands is handled."""
+        async with self._lock:
+            self._owned = set()
+            await self._release([p for p in self._producers if p not in partitions])
+            try:
+                new = sorted(partitions - set(self._producers))
+                started = await asyncio.gather(*(self._producer(p) for p in new))
+                self._producers.update(zip(new, started, strict=True))
+                assert self._store is not None
+                restored = await asyncio.to_thread(
+                    restore, self._store, self.settings.kafka, self.state_topic,
+                    sorted(partitions), self.codec)
+            except (KafkaError, OSError, CodecError) as exc:
+                self._broken = exc
+                log.warning("service %s: taking partitions %s over failed: %s",
+                            self.service.name, sorted(partitions), exc)
+                return
+            self._owned = set(partitions)
+            log.info("service %s: partitions %s assigned; %d state changes restored",
+                     self.service.name, sorted(partitions), restored)
+
+    async def _producer(self, partition: int) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            **security.aiokafka(self.settings.kafka), enable_idempotence=True,
+            linger_ms=5, transactional_id=f"{self.group}-{partition}")
+        await producer.start()  # init_transactions: fences the partition's last owner
+        return producer
+
+    async def _release(self, partitions: Iterable[int]) -> None:
+        for partition in list(partitions):
+            producer = self._producers.pop(partition)
+            try:
+                await producer.stop()
+            except KafkaError as exc:  # a fenced producer may refuse a clean stop
+                log.info("stopping the producer of partition %d: %s", partition, exc)
+
+    async def _handle_batch(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                            records: list[Any]) -> None:
+        producer = self._producers.get(tp.partition)
+        if tp.partition not in self._owned or producer is None:
+            consumer.seek(tp, records[0].offset)  # not ours yet: read again once it is
+            return
+        assert self._store is not None
+        batch = BatchState(self._store)
+        out: list[Outgoing] = []
+        try:
+            for record in records:
+                out.extend(await self.dispatcher.handle(record, batch))
+        except ClaimStoreUnavailable as exc:  # nothing sent: the batch is read again
+            log.warning("service %s: %s; reading partition %d's batch again",
+                        self.service.name, exc, tp.partition)
+            consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(1)  # an unmounted directory must not spin the loop
+            return
+        try:
+            async with producer.transaction():
+                for item in out:
+                    await producer.send(item.topic, item.value, key=item.key,
+                                        headers=item.headers)
+                changes = list(batch.changes.values())
+                sent = [await producer.send(self.state_topic,
+                                            self.codec.encode_state_change(change),
+                                            key=change.key.encode(), partition=tp.partition)
+                        for change in changes]
+                await producer.send_offsets_to_transaction({tp: records[-1].offset + 1},
+                                                           self.group)
+        except _FENCED as exc:
+            metrics.SERVICE_BATCHES.labels(self.service.name, "fenced").inc()
+            raise ServiceFenced(f"partition {tp.partition} was taken over ({exc})") from exc
+        except KafkaError as exc:
+            metrics.SERVICE_BATCHES.labels(self.service.name, "aborted").inc()
+            log.warning("service %s: the transaction of partition %d failed (%s); reading "
+                        "its batch again", self.service.name, tp.partition, exc)
+            consumer.seek(tp, records[0].offset)
+            return
+        metrics.SERVICE_BATCHES.labels(self.service.name, "committed").inc()
+        if changes:
+            delivered = [(await future).offset for future in sent]
+            self._store.apply(changes, {tp.partition: max(delivered) + 1})
+
+class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalances are eager: everything is revoked, then the new assignment
+    arrives. Producers of partitions that stay are kept (nobody else can have had them
+    in between); the rest are stopped."""
+
+    def __init__(self, runner: ServiceRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner.revoke()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._runner.take({tp.partition for tp in assigned})

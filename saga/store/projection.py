@@ -1,0 +1,224 @@
+"""The projection: per saga, the folded state and its journal entries; per journal
+partition, the next offset to read. A cache of saga.journal, rebuildable at any time.
+
+`commit` applies one batch atomically (data and offsets together, so they can never
+disagree); `checksum` is how a rebuild proves it equals the live copy. Two
+implementations share one contract (tests/saga/store/test_projection_contract.py):
+RocksDB for the coordinator, a dict for tests of the code above the port.
+
+RocksDB keys (saga ids never hold NUL):
+  s\\0<saga id>            the folded SagaState, canonical JSON
+  e\\0<saga id>\\0<seq>     one journal entry, JSON; seq as 10 digits so keys sort. Only
+                          the current run's (continue-as-new) and its SagaContinued: the
+                          history a saga keeps here is bounded by its run
+  o\\0<partition>          the next saga.journal offset not yet applied (RocksStore)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from saga.engine import events as ev
+from saga.engine.state import SagaState
+from saga.errors import CodecError, StoreCorrupt
+from saga.store.rocksdb import RocksStore, open_or_wipe
+
+#: Bumped whenever the stored state's shape changes: a projection of another format is
+#: wiped and rebuilt from the journal, which is always readable.
+FORMAT = b"4"
+_STATE, _ENTRY = b"s\x00", b"e\x00"
+
+
+class Projection(Protocol):
+    def get(self, saga_id: str) -> SagaState | None: ...
+
+    def history(self, saga_id: str) -> list[ev.Entry]: ...
+
+    def journal_offset(self, partition: int) -> int | None:
+        """The next saga.journal offset this projection has not applied, if any."""
+        ...
+
+    def commit(self, states: Mapping[str, SagaState], entries: Iterable[ev.Entry],
+               offsets: Mapping[int, int]) -> dict[str, int]:
+        """Apply one batch atomically; the bytes each state was stored in."""
+        ...
+
+    def states(self) -> Iterator[SagaState]: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryProjection:
+    def __init__(self) -> None:
+        self._states: dict[str, SagaState] = {}
+        self._entries: dict[str, list[ev.Entry]] = {}
+        self._offsets: dict[int, int] = {}
+
+    def get(self, saga_id: str) -> SagaState | None:
+        return self._states.get(saga_id)
+
+    def history(self, saga_id: str) -> list[ev.Entry]:
+        return list(self._entries.get(saga_id, []))
+
+    def journal_offset(self, partition: int) -> int | None:
+        return self._offsets.get(partition)
+
+    def commit(self, states: Mapping[str, SagaState], entries: Iterable[ev.Entry],
+               offsets: Mapping[int, int]) -> dict[str, int]:
+        for entry in entries:
+            held = self._entries.setdefault(entry.saga_id, [])
+            if not held or entry.seq == held[-1].seq + 1:
+                held.append(entry)
+            if isinstance(entry.event, ev.SagaContinued):
+                self._entries[entry.saga_id] = [entry]  # a new run: the old ones go
+        self._states.update(states)
+        self._offsets.update(offsets)
+        return {saga_id: len(state.to_bytes()) for saga_id, state in states.items()}
+
+    def states(self) -> Iterator[SagaState]:
+        return iter(list(self._states.values()))
+
+    def close(self) -> None:
+        pass
+
+
+class RocksProjection:
+    """The projection in RocksDB, one database per coordinator instance."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self._store = RocksStore(path, fmt=FORMAT, what="projection",
+                                 rebuilt_from="saga.journal", read_only=read_only)
+
+    @classmethod
+    def open_or_rebuild(cls, path: Path) -> tuple[RocksProjection, bool]:
+        """Open the projection, or wipe it when unreadable; True when it was wiped."""
+        return open_or_wipe(cls, path)
+
+    def get(self, saga_id: str) -> SagaState | None:
+        raw = self._store.get(_STATE + saga_id.encode())
+        if raw is None:
+            return None
+        return _state(raw, saga_id)
+
+    def history(self, saga_id: str) -> list[ev.Entry]:
+        held = self.get(saga_id)
+        prefix, start, _ = run_history_keys(_ENTRY, saga_id, held.run_started_seq if held else 0, 0)
+        try:  # from its run's start: the deleted keys of old runs are not walked over
+            return [entry_from_json(value) for _, value in self._store.scan(prefix, start)]
+        except (orjson.JSONDecodeError, CodecError, KeyError) as exc:
+            raise StoreCorrupt(f"history of saga {saga_id} is unreadable: {exc}",
+                               hint="delete the projection; it is rebuilt from "
+                               "saga.journal") from exc
+
+    def journal_offset(self, partition: int) -> int | None:
+        return self._store.offset(partition)
+
+    def journal_offsets(self) -> dict[int, int]:
+        return self._store.offsets()
+
+    @property
+    def store(self) -> RocksStore:
+        """The RocksDB store underneath (its source stamp, for the coordinator)."""
+        return self._store
+
+    def commit(self, states: Mapping[str, SagaState], entries: Iterable[ev.Entry],
+               offsets: Mapping[int, int]) -> dict[str, int]:
+        batch = self._store.batch()
+        entries = list(entries)
+        # A new run (continue-as-new): its history starts again, the journal keeps the
+        # old runs. What the projection holds of the old run goes; an old run's entries
+        # in this same batch are never written.
+        new_runs = {e.saga_id: e.seq for e in entries if isinstance(e.event, ev.SagaContinued)}
+        for saga_id, seq in new_runs.items():
+            held = self.get(saga_id)
+            self._store.delete_between(batch, *run_history_keys(
+                _ENTRY, saga_id, held.run_started_seq if held else 0, seq))
+        for entry in entries:
+            if entry.seq < new_runs.get(entry.saga_id, 0):
+                continue
+            batch.put(_ENTRY + entry.saga_id.encode() + b"\x00" + b"%010d" % entry.seq,
+                      entry_to_json(entry))
+        sizes = {}
+        for saga_id, state in states.items():
+            data = state.to_bytes()
+            batch.put(_STATE + saga_id.encode(), data)
+            sizes[saga_id] = len(data)
+        self._store.put_offsets(batch, offsets)
+        self._store.write(batch)
+        return sizes
+
+    def states(self) -> Iterator[SagaState]:
+        for key, value in self._store.scan(_STATE):
+            yield _state(value, key[len(_STATE):].decode())
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def _state(raw: bytes, saga_id: str) -> SagaState:
+    try:
+        return SagaState.from_json(orjson.loads(raw))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreCorrupt(f"state of saga {saga_id} is unreadable: {exc}",
+                           hint="delete the projection; it is rebuilt from "
+                           "saga.journal") from exc
+
+
+def run_history_keys(table: bytes, saga_id: str, run_started_seq: int, end_seq: int
+                     ) -> tuple[bytes, bytes, bytes]:
+    """Where a saga's history lives in a store whose entry keys are ``table``, saga id,
+    NUL, seq: (its prefix, the key its current run starts at, the key of ``end_seq``).
+    A run's first entry is its SagaContinued, the one before run_started_seq."""
+    prefix = table + saga_id.encode() + b"\x00"
+    return (prefix, prefix + b"%010d" % max(0, run_started_seq - 1),
+            prefix + b"%010d" % end_seq)
+
+
+def entry_to_json(entry: ev.Entry) -> bytes:
+    return orjson.dumps({"saga_id": entry.saga_id, "seq": entry.seq, "at_ms": entry.at_ms,
+                         "type": entry.event.type_name, "body": entry.event})
+
+
+def entry_from_json(data: bytes) -> ev.Entry:
+    raw: dict[str, Any] = orjson.loads(data)
+    return ev.Entry(raw["saga_id"], raw["seq"], raw["at_ms"],
+                    ev.from_body(raw["type"], raw["body"]))
+
+
+def checksum_by_partition(states: Iterable[SagaState], partition_of: Callable[[str], int]
+                          ) -> dict[int, tuple[str, int]]:
+    """``checksum`` of each partition's sagas, keyed by partition."""
+    groups: dict[int, list[SagaState]] = {}
+    for state in states:
+        groups.setdefault(partition_of(state.saga_id), []).append(state)
+    return {p: checksum(group) for p, group in sorted(groups.items())}
+
+
+def partition_report(projection: RocksProjection, partition_of: Callable[[str], int]
+                     ) -> dict[str, dict[str, Any]]:
+    """Per partition: the checksum and count of its sagas, and the journal offset the
+    projection has read it to (invariant 4, instance by instance)."""
+    sums = checksum_by_partition(projection.states(), partition_of)
+    offsets = projection.journal_offsets()
+    empty = checksum([])
+    return {str(p): {"checksum": sums.get(p, empty)[0], "sagas": sums.get(p, empty)[1],
+                     "journal_offset": offsets.get(p)}
+            for p in sorted(set(sums) | set(offsets))}
+
+
+def checksum(states: Iterable[SagaState]) -> tuple[str, int]:
+    """SHA-256 over every saga's folded state, in saga id order; and the saga count."""
+    digest = hashlib.sha256()
+    count = 0
+    for state in sorted(states, key=lambda s: s.saga_id):
+        digest.update(state.saga_id.encode())
+        digest.update(b"\x00")
+        digest.update(state.to_bytes())
+        count += 1
+    return digest.hexdigest(), count

@@ -1,0 +1,2 @@
+"""What kafka-saga tells operators while it runs: structured logs, Prometheus metrics and
+OpenTelemetry traces, each off or cheap unless asked for."""

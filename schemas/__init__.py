@@ -1,0 +1,1 @@
+"""Installed as saga._data.schemas: see saga/_data/__init__.py."""

@@ -1,1 +1,0 @@
-"""The services SDK (aiokafka) and the example services of the order saga."""

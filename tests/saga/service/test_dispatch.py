@@ -1,0 +1,181 @@
+"""One command at a time, Kafka aside: each step's handler runs once whatever reaches
+the service (redeliveries, retries after a timeout), a technical failure is retried for
+real, and what cannot be read gets a dead letter and, where possible, a failure reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from saga.config import Settings
+from saga.engine import events as ev
+from saga.engine.inputs import CommandReply, ReplyOutcome
+from saga.kafka.records import RecordCodec
+from saga.service import BusinessError, Command, Service
+from saga.service.dispatch import Dispatcher, Outgoing
+from saga.service.state import BatchState
+from saga.store.service_store import ServiceStore
+
+CODEC = RecordCodec()
+
+
+@dataclass(frozen=True)
+class Record:
+    value: bytes | None
+    topic: str = "payments.commands"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = b"o-1"
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def command(command_id: str, name: str = "charge", body: Any = None) -> Record:
+    saga_id, step, attempt = command_id.rsplit(":", 2)
+    kind = ev.CommandKind.COMPENSATION if step.endswith("c") else ev.CommandKind.ACTION
+    return Record(CODEC.encode_command(saga_id, "order", ev.CommandIssued(
+        int(step.removesuffix("c")), command_id, "payments", name, kind, int(attempt),
+        body if body is not None else {"amount_cents": 100}), "saga.inbox", 0))
+
+
+def unreadable_body(saga_id: str, reply_topic: str = "saga.inbox") -> Record:
+    """A command whose envelope decodes and whose body is not JSON."""
+    return Record(CODEC.codec.encode("command", {
+        "command_id": f"{saga_id}:0:1", "saga_id": saga_id, "saga_type": "order",
+        "service": "payments", "name": "charge", "kind": "ACTION", "attempt": 1,
+        "issued_at_ms": 0, "reply_topic": reply_topic, "body": b"{not json"}))
+
+
+class Payments:
+    def __init__(self) -> None:
+        self.service = Service("payments")
+        self.runs: list[str] = []
+        self.fail_next: list[BaseException] = []
+
+        @self.service.handler("charge")
+        async def charge(cmd: Command) -> dict[str, Any]:
+            self.runs.append(cmd.command_id)
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+            cmd.state.put(f"ledger/{cmd.idempotency_key}", {"by": cmd.command_id})
+            return {"charge_id": f"ch-{len(self.runs)}", "key": cmd.idempotency_key}
+
+        @self.service.handler("hang")
+        async def hang(cmd: Command) -> None:
+            await asyncio.sleep(60)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ServiceStore]:
+    opened = ServiceStore(tmp_path / "store")
+    yield opened
+    opened.close()
+
+
+def replies(out: list[Outgoing]) -> list[CommandReply]:
+    decoded = [CODEC.decode_inbox(o.value).value for o in out if o.topic == "saga.inbox"]
+    return [r for r in decoded if isinstance(r, CommandReply)]
+
+
+def run(dispatcher: Dispatcher, store: ServiceStore, *records: Record) -> list[CommandReply]:
+    """Handle ``records`` as one batch, then commit it as the runner would."""
+    batch = BatchState(store)
+    out = [o for r in records for o in asyncio.run(dispatcher.handle(r, batch))]
+    store.apply(batch.changes.values(), {0: 1})
+    return replies(out)
+
+
+def test_a_redelivery_and_a_retry_after_a_timeout_get_the_first_answer(
+        store: ServiceStore) -> None:
+    payments = Payments()
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    [first] = run(dispatcher, store, command("o-1:0:1"))
+    # the same attempt again in the same batch, later on; then attempt 2 (the saga timed
+    # the first out before its reply came): none of them runs the handler again
+    again = run(dispatcher, store, command("o-1:0:1"))
+    again += run(dispatcher, store, command("o-1:0:2"), command("o-1:0:2"))
+    assert payments.runs == ["o-1:0:1"]
+    assert [r.command_id for r in again] == ["o-1:0:1", "o-1:0:2", "o-1:0:2"]
+    assert {r.result["charge_id"] for r in [first, *again]} == {"ch-1"}
+    assert dispatcher.duplicates == 3
+    assert store.get("ledger/o-1:0") == {"by": "o-1:0:1"}
+
+
+def test_a_technical_failure_is_run_again_on_the_next_attempt_only(
+        store: ServiceStore) -> None:
+    payments = Payments()
+    payments.fail_next.append(ConnectionError("provider down"))
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    [failed] = run(dispatcher, store, command("o-1:0:1"))
+    assert failed.outcome is ReplyOutcome.TECHNICAL_ERROR
+    assert "provider down" in failed.error
+    [redelivered] = run(dispatcher, store, command("o-1:0:1"))  # same attempt: same answer
+    assert redelivered.outcome is ReplyOutcome.TECHNICAL_ERROR
+    [retried] = run(dispatcher, store, command("o-1:0:2"))
+    assert retried.outcome is ReplyOutcome.OK
+    assert payments.runs == ["o-1:0:1", "o-1:0:2"]
+    assert store.get("ledger/o-1:0") == {"by": "o-1:0:2"}  # the failed run wrote nothing
+
+
+def test_a_business_error_is_final_for_every_attempt(store: ServiceStore) -> None:
+    payments = Payments()
+    payments.fail_next.append(BusinessError("card_declined"))
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    answers = run(dispatcher, store, command("o-1:0:1"), command("o-1:0:2"))
+    assert [(a.outcome, a.error) for a in answers] == [
+        (ReplyOutcome.BUSINESS_ERROR, "card_declined")] * 2
+    assert payments.runs == ["o-1:0:1"]
+
+
+def test_compensation_and_action_of_a_step_are_two_steps(store: ServiceStore) -> None:
+    payments = Payments()
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    run(dispatcher, store, command("o-1:0:1"), command("o-1:0c:1"))
+    assert payments.runs == ["o-1:0:1", "o-1:0c:1"]
+
+
+def test_a_hanging_handler_times_out_as_a_technical_failure(store: ServiceStore) -> None:
+    dispatcher = Dispatcher(Payments().service, Settings(handler_timeout_s=0.05), CODEC)
+    [answer] = run(dispatcher, store, command("o-1:0:1", "hang"))
+    assert answer.outcome is ReplyOutcome.TECHNICAL_ERROR
+    assert answer.error.startswith("handler_timeout: payments.hang took more than 0.05s")
+
+
+def test_unknown_and_unreadable_commands_are_answered_or_dead_lettered(
+        store: ServiceStore) -> None:
+    dispatcher = Dispatcher(Payments().service, Settings(), CODEC)
+    [unknown] = run(dispatcher, store, command("o-1:0:1", "teleport"))
+    assert unknown.outcome is ReplyOutcome.BUSINESS_ERROR
+    assert unknown.error.startswith("unknown_command")
+    batch = BatchState(store)
+    garbage = asyncio.run(dispatcher.handle(Record(b"\x00garbage"), batch))
+    assert [o.topic for o in garbage] == ["saga.dlq"]
+    assert dict(garbage[0].headers)["saga.dlq.reason"] == b"undecodable"
+    # a readable envelope with an unreadable body: a dead letter and a failure reply
+    out = asyncio.run(dispatcher.handle(unreadable_body("o-2"), batch))
+    assert [o.topic for o in out] == ["saga.dlq", "saga.inbox"]
+    [failure] = replies(out)
+    assert failure.error.startswith("undecodable_command")
+
+
+def test_a_command_that_wants_replies_elsewhere_is_set_aside_not_run(
+        store: ServiceStore) -> None:
+    # A bit flipped in reply_topic ("saga.inbOx"), or a record of another installation:
+    # replying there would wedge the producer on a topic that does not exist.
+    payments = Payments()
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    batch = BatchState(store)
+    for reply_topic, body in (("saga.inbOx", {"amount_cents": 1}), ("elsewhere", None)):
+        value = CODEC.encode_command("o-3", "order", ev.CommandIssued(
+            0, "o-3:0:1", "payments", "charge", ev.CommandKind.ACTION, 1, body), reply_topic, 0)
+        out = asyncio.run(dispatcher.handle(Record(value), batch))
+        assert [o.topic for o in out] == ["saga.dlq"]
+        assert dict(out[0].headers)["saga.dlq.reason"] == b"foreign_reply_topic"
+    # the same for an undecodable body: no failure reply to a foreign topic
+    out = asyncio.run(dispatcher.handle(unreadable_body("o-4", "saga.inbOx"), batch))
+    assert [o.topic for o in out] == ["saga.dlq"]
+    assert payments.runs == []

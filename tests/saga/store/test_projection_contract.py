@@ -1,0 +1,218 @@
+"""One contract for every Projection implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from saga.engine.state import SagaState
+from saga.errors import StoreCorrupt
+from saga.store.projection import (
+    MemoryProjection,
+    Projection,
+    RocksProjection,
+    checksum,
+    checksum_by_partition,
+    run_history_keys,
+)
+from tests.saga.engine.sim import Sim
+from tests.saga.engine.test_decider import ORDER, order_registry
+
+
+@pytest.fixture(params=["memory", "rocks"])
+def projection(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Projection]:
+    store: Projection = (MemoryProjection() if request.param == "memory"
+                         else RocksProjection(tmp_path / "projection"))
+    yield store
+    store.close()
+
+
+def _sim() -> Sim:
+    sim = Sim(order_registry())
+    for i in range(3):
+        sim.start(f"o-{i}", "order", {**ORDER, "id": f"o-{i}"})
+        sim.reply(f"o-{i}", f"o-{i}:0:1", {"charge": i})
+    return sim
+
+
+def test_commit_then_read_back(projection: Projection) -> None:
+    sim = _sim()
+    entries = [e for h in sim.history.values() for e in h]
+    projection.commit(sim.states, entries, {0: 17, 2: 5})
+    for saga_id, state in sim.states.items():
+        assert projection.get(saga_id) == state
+        assert projection.history(saga_id) == sim.history[saga_id]
+    assert projection.get("nope") is None
+    assert projection.history("nope") == []
+    assert projection.journal_offset(0) == 17
+    assert projection.journal_offset(2) == 5
+    assert projection.journal_offset(1) is None
+    assert sorted(s.saga_id for s in projection.states()) == ["o-0", "o-1", "o-2"]
+
+
+def test_commit_is_idempotent_and_offsets_advance(projection: Projection) -> None:
+    sim = _sim()
+    entries = [e for h in sim.history.values() for e in h]
+    projection.commit(sim.states, entries, {0: 3})
+    first = checksum(projection.states())
+    projection.commit(sim.states, entries, {0: 9})
+    assert checksum(projection.states()) == first
+    assert first[1] == 3
+    assert projection.journal_offset(0) == 9
+
+
+def test_checksum_sees_any_difference(projection: Projection) -> None:
+    sim = _sim()
+    projection.commit(sim.states, [], {})
+    before = checksum(projection.states())
+    sim.reply("o-1", "o-1:1:1", {"reserved": 1})
+    projection.commit({"o-1": sim.states["o-1"]}, [], {})
+    assert checksum(projection.states())[0] != before[0]
+
+
+def test_saga_ids_that_prefix_each_other_stay_apart(projection: Projection) -> None:
+    sim = Sim(order_registry())
+    for saga_id in ("a", "a/b", "a\x01"):
+        sim.start(saga_id, "order", ORDER)
+    projection.commit(sim.states, [e for h in sim.history.values() for e in h], {})
+    for saga_id in ("a", "a/b", "a\x01"):
+        assert projection.history(saga_id) == sim.history[saga_id]
+
+
+def test_rocks_unreadable_projection_is_wiped(tmp_path: Path) -> None:
+    path = tmp_path / "projection"
+    path.mkdir()
+    (path / "CURRENT").write_text("garbage\n")
+    with pytest.raises(StoreCorrupt, match="delete the folder"):
+        RocksProjection(path)
+    projection, wiped = RocksProjection.open_or_rebuild(path)
+    assert wiped is True
+    assert list(projection.states()) == []
+    projection.close()
+
+
+def test_rocks_read_only_sees_committed_data(tmp_path: Path) -> None:
+    writer = RocksProjection(tmp_path / "p")
+    sim = _sim()
+    writer.commit(sim.states, [], {0: 1})
+    reader = RocksProjection(tmp_path / "p", read_only=True)
+    assert reader.get("o-1") == sim.states["o-1"]
+    reader.close()
+    writer.close()
+
+
+def test_rocks_projection_of_another_format_is_rebuilt(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    path = tmp_path / "old"
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    old = Rdict(str(path), options)
+    old.put(b"m\x00format", b"0")
+    old.put(b"s\x00o-1", b'{"an": "older shape"}')
+    old.close()
+    with pytest.raises(StoreCorrupt, match="format"):
+        RocksProjection(path, read_only=True)
+    projection, wiped = RocksProjection.open_or_rebuild(path)
+    assert wiped is True
+    assert projection.get("o-1") is None
+    projection.close()
+
+
+def test_a_projection_in_use_is_never_wiped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from saga.errors import StoreLocked
+
+    path = tmp_path / "busy"
+    RocksProjection(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from pathlib import Path
+from saga.store.projection import RocksProjection
+p = RocksProjection(Path({str(path)!r}))
+print("open", flush=True)
+time.sleep(30)
+"""], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"open"
+        with pytest.raises(StoreLocked, match="in use by another process"):
+            RocksProjection.open_or_rebuild(path)
+        assert (path / "CURRENT").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_checksum_by_partition_splits_the_whole() -> None:
+    states = [SagaState(f"s-{n}", saga_type="order", seq=n) for n in range(10)]
+    by_parity = checksum_by_partition(states, lambda saga_id: int(saga_id[2:]) % 2)
+    assert set(by_parity) == {0, 1}
+    assert by_parity[0] == checksum(s for s in states if int(s.saga_id[2:]) % 2 == 0)
+    assert by_parity[1][1] == 5
+    assert by_parity[0][0] != by_parity[1][0]
+
+
+def test_rocks_stores_remember_their_source(tmp_path: Path) -> None:
+    store = RocksProjection(tmp_path / "p")
+    assert store.store.source is None
+    store.store.stamp("cluster-a/saga.journal/id-1")
+    store.close()
+    again = RocksProjection(tmp_path / "p", read_only=True)
+    try:
+        assert again.store.source == "cluster-a/saga.journal/id-1"
+    finally:
+        again.close()
+
+
+def test_a_new_run_leaves_the_old_runs_history_behind(projection: Projection) -> None:
+    from tests.saga.engine.test_evolution import registry
+
+    sim = Sim(registry())
+    sim.start("l", "loop", {"round": 1})
+    projection.commit(sim.states, sim.history["l"], {})
+    sim.fire_pending("l", "sleep")
+    sim.reply("l", "l:1:1")  # round 1 ends: continue as new, round 2 begins
+    projection.commit(sim.states, sim.history["l"][len(projection.history("l")):], {})
+    kept = projection.history("l")
+    assert [e.event.type_name for e in kept][:2] == ["SagaContinued", "TimerScheduled"]
+    assert kept[0].seq == sim.states["l"].run_started_seq - 1
+    assert kept == sim.history["l"][kept[0].seq:]
+    assert projection.get("l") == sim.states["l"]
+
+
+@pytest.mark.parametrize("per_batch", [True, False], ids=["a-batch-per-run", "one-batch"])
+def test_only_the_current_run_is_held_however_runs_fall_in_batches(
+        tmp_path: Path, per_batch: bool) -> None:
+    from tests.saga.engine.test_evolution import registry
+
+    projection = RocksProjection(tmp_path / "p")
+    sim = Sim(registry())
+    sim.start("l", "loop", {"round": 1})
+    written = 0
+
+    def commit() -> None:
+        nonlocal written
+        projection.commit(sim.states, sim.history["l"][written:], {})
+        written = len(sim.history["l"])
+
+    for round_ in (1, 2, 3):
+        sim.fire_pending("l", "sleep")
+        sim.reply("l", f"l:{2 * round_ - 1}:1")
+        if per_batch:
+            commit()
+    commit()
+    state = sim.states["l"]
+    assert state.run == 2
+    current = sim.history["l"][state.run_started_seq - 1:]
+    assert projection.history("l") == current
+    # nothing of the old runs is left under the saga's prefix, not even unread
+    prefix, _, _ = run_history_keys(b"e\x00", "l", 0, 0)  # the projection's entry table
+    assert len(list(projection.store.scan(prefix))) == len(current)
+    projection.close()
