@@ -22,7 +22,11 @@ from saga.dev.stack import Stack
 from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.kafka import clients
 from tests.cli_helpers import run_saga
-from tests.compose.test_compose_stack import COMPOSE_FILE, compose_env  # noqa: F401 - fixture
+from tests.compose.test_compose_stack import (  # noqa: F401 - compose_env is a fixture
+    COMPOSE_FILE,
+    compose_env,
+    wait_until_ready,
+)
 from tests.system import order
 
 SECURE_FILE = COMPOSE_FILE.with_name("docker-compose.secure.yml")
@@ -87,15 +91,7 @@ def test_orders_run_over_sasl_ssl_with_least_privilege_acls(secure_up: dict[str,
     url = f"http://127.0.0.1:{env['SAGA_SERVER_PORT']}"
     with httpx.Client(base_url=url, timeout=30) as api:
         # The server starts once `topics` created the topics, users and ACLs.
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if api.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the secured server never became ready"
-            time.sleep(2)
+        wait_until_ready(api, 240, "the secured server")
 
         client = Stack(settings)
         ids = [f"sec-{n:02d}" for n in range(ORDERS)]

@@ -119,18 +119,23 @@ def test_orders_survive_a_killed_coordinator(stack_up: tuple[str, dict[str, str]
     drive_one_through_the_api(f"http://127.0.0.1:{env['SAGA_SERVER_PORT']}")
 
 
+def wait_until_ready(api: httpx.Client, seconds: float, what: str) -> None:
+    """Until the server's /readyz answers 200; it refuses connections while it starts."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if api.get("/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} never became ready"
+        time.sleep(1)
+
+
 def drive_one_through_the_api(url: str) -> None:
     """What a user outside the containers does: only HTTP, no Kafka client."""
     with httpx.Client(base_url=url, timeout=40) as api:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if api.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the compose server never became ready"
-            time.sleep(1)
+        wait_until_ready(api, 120, "the compose server")
         assert len(api.get("/api/sagas", params={"limit": 1000}).json()["sagas"]) == ORDERS
         started = api.post("/api/sagas", json={"type": "order", "id": "via-api",
                                                "input": order("via-api")})
