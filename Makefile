@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit lint bench fuzz clean kafka-start kafka-stop
+.PHONY: venv demo test test-unit lint bench profile fuzz clean kafka-start kafka-stop
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -31,6 +31,11 @@ demo: venv
 
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# py-spy flame graphs of the coordinator alone and of the whole stack, written to
+# docs/profiles/<label>-*.svg with a summary in docs/profiles/<label>.md.
+profile: venv
+	$(PY) -m bench.profile $(PROFILE_ARGS)
 
 # Property-based fuzzing (Hypothesis) of the codecs, the decider and the fold: 100,000
 # cases in all (FUZZ_EXAMPLES is shared out by weight; `make test` runs a short pass);

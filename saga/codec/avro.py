@@ -54,7 +54,7 @@ class AvroCodec:
             match = _FILE.match(path.name)
             if match is None:
                 raise CodecError(f"schema file {path.name} is not named <kind>.v<N>.avsc")
-            parsed = parse_schema(orjson.loads(path.read_bytes()), _write_hint=False)
+            parsed = parse_schema(orjson.loads(path.read_bytes()), _write_hint=True)
             fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
             schema = SchemaVersion(match["kind"], int(match["version"]), parsed, fp)
             self._by_fingerprint[fp] = schema
