@@ -59,3 +59,14 @@ async def nap(ctx: SagaContext, data: dict[str, Any]) -> dict[str, Any]:
     started = int(ctx.now().timestamp() * 1000)
     await ctx.sleep(seconds(max(0, data["wake_at_ms"] - started) / 1000))
     return {"slept_ms": max(0, data["wake_at_ms"] - started)}
+
+
+@workflow("unanswered_call")
+async def unanswered_call(ctx: SagaContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Calls a service nobody runs: only its reply deadline can end the step."""
+    try:
+        await ctx.call("nobody", "listen", data, timeout=seconds(data["timeout_s"]),
+                       retry=RetryPolicy(max_attempts=1))
+    except StepFailed as failure:
+        return {"failed": failure.reason}
+    return {"answered": True}

@@ -61,7 +61,8 @@ class Checkpoint:
         producer.commit_transaction(60)
         changes = outbox.timer_changes
         sizes = self._projection.commit(outbox.states, outbox.entries,
-                                        self._delivered[self._topics.journal])
+                                        self._delivered[self._topics.journal],
+                                        outbox.deadline_changes())
         self._timer_index.apply(changes.scheduled.values(), changes.removed,
                                 self._delivered[self._topics.timers])
         return sizes

@@ -146,7 +146,7 @@ class Coordinator:
                                            journal_source, "saga.journal")
         index = self._open_store(RocksTimerIndex, self.timers_path, timers_source,
                                  "saga.timers")
-        self.wheel = TimerWheel(index, self.config.timer_fire_limit)
+        self.wheel = TimerWheel(index, self.projection, self.config.timer_fire_limit)
         self.producer = self._while_kafka_recovers(self._transactional_producer,
                                                    "starting the transactional producer")
         self.consumer = self._subscribed_consumer()
@@ -417,7 +417,7 @@ class Coordinator:
         outbox.outcomes["journaled"] += 1
         cause = f"{self.topics.inbox}/{partition}/{offset}"
         try:
-            outbox.decided(decision.state, decision.entries, partition, cause)
+            outbox.decided(decision.state, decision.entries, partition, cause, state)
         except CodecError as exc:
             # What the saga decided cannot be written (the engine checks values where
             # the workflow makes its calls; this is the last line). Keep the input and
@@ -429,7 +429,7 @@ class Coordinator:
                                            f"its decision could not be encoded: {exc}",
                                            now_ms)
                 if parked.entries and parked.state is not None:
-                    outbox.decided(parked.state, parked.entries, partition, cause)
+                    outbox.decided(parked.state, parked.entries, partition, cause, state)
 
     def _dead_letter(self, outbox: Outbox, message: Message, reason: str, detail: str
                      ) -> None:

@@ -5,8 +5,9 @@ A journal entry becomes its journal record, in the inbox record's partition
 (co-partitioning); a ``CommandIssued`` also becomes a command on ``<service>.commands``;
 ``TimerScheduled`` and ``TimerCancelled`` become a timer request and a tombstone on
 ``saga.timers``, in the saga's partition. The outbox also collects what the local
-stores apply once the transaction has committed: the states, the entries and the timer
-index changes.
+stores apply once the transaction has committed: the states, the entries, the timer
+index changes and the deadline index changes (a step's reply deadline is held in its
+state, not on saga.timers: see DeadlineChanges).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from saga.kafka.dead_letters import Source, dead_letter
 from saga.kafka.headers import Headers, TimerAction
 from saga.kafka.partitioner import partition_of
 from saga.kafka.records import RecordCodec
+from saga.store.projection import DeadlineChanges
 from saga.store.timer_index import PendingTimer
 from saga.telemetry import tracing
 
@@ -106,6 +108,10 @@ class Outbox:
         self.states: dict[str, SagaState] = {}
         self.entries: list[ev.Entry] = []
         self.timer_changes = TimerChanges()
+        #: Per saga decided in this batch: its partition and its state before the batch
+        #: (None: new), to tell which reply deadlines start and stop running.
+        self._before: dict[str, tuple[int, SagaState | None]] = {}
+        self._deadlines_fired: list[PendingTimer] = []
         #: Services this batch sends commands to (their topics must exist first).
         self.services: set[str] = set()
         self.commands = 0
@@ -123,15 +129,26 @@ class Outbox:
         return bool(self.records)
 
     def decided(self, state: SagaState, entries: list[ev.Entry], partition: int,
-                cause: str) -> None:
-        """A saga's new entries, decided from one input read from ``partition``: all of
-        them or, when one cannot be encoded (CodecError), none."""
+                cause: str, before: SagaState | None) -> None:
+        """A saga's new entries, decided from one input read from ``partition`` on the
+        state ``before``: all of them or, when one cannot be encoded (CodecError), none."""
         mark = self._mark()
         try:
             self._decided(state, entries, partition, cause)
         except CodecError:
             self._rollback(mark)
             raise
+        self._before.setdefault(state.saga_id, (partition, before))
+
+    def deadline_changes(self) -> DeadlineChanges:
+        """What the batch does to the deadline index: each saga's running deadlines at
+        its end against those at its start, and the deadlines it fired."""
+        changes = DeadlineChanges()
+        for saga_id, (partition, before) in self._before.items():
+            changes.track(partition, before, self.states[saga_id])
+        for timer in self._deadlines_fired:
+            changes.fired(timer)
+        return changes
 
     def _decided(self, state: SagaState, entries: list[ev.Entry], partition: int,
                  cause: str) -> None:
@@ -181,11 +198,15 @@ class Outbox:
         del self.records[records:]
 
     def fired(self, timer: PendingTimer) -> None:
-        """Wake the saga: TimerFired into its inbox partition, a tombstone for the timer."""
+        """Wake the saga: TimerFired into its inbox partition, and a tombstone for the
+        timer (a reply deadline has none: it leaves the deadline index instead)."""
         value = self.codec.encode_inbox(timer.saga_id, FireTimer(timer.timer_id, timer.due_ms),
                                         message_id=f"timer:{timer.timer_id}")
         self._add(self.topics.inbox, timer.saga_id.encode(), value, timer.partition, [])
-        self._end_timer(timer.partition, timer.timer_id, TimerAction.FIRED)
+        if timer.deadline:
+            self._deadlines_fired.append(timer)
+        else:
+            self._end_timer(timer.partition, timer.timer_id, TimerAction.FIRED)
         self.timers_fired += 1
         self.fired_due.append(timer.due_ms)
 

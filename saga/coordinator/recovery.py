@@ -22,7 +22,13 @@ from saga.kafka.journal import backlog, read_journal
 from saga.kafka.partitioner import partition_of
 from saga.kafka.records import RecordCodec
 from saga.kafka.timer_topic import TimerRecord, read_timers
-from saga.store.projection import Projection, RocksProjection, checksum, partition_report
+from saga.store.projection import (
+    DeadlineChanges,
+    Projection,
+    RocksProjection,
+    checksum,
+    partition_report,
+)
 from saga.store.timer_index import PendingTimer, TimerIndex
 
 log = logging.getLogger("saga.coordinator")
@@ -43,9 +49,19 @@ def catch_up(projection: Projection, kafka: KafkaConnection, topic: str, partiti
     total = backlog(kafka, topic, starts) if on_progress else 0
     seen = 0
     states: dict[str, SagaState] = {}
+    #: per saga of the current chunk: its partition and its state before the chunk,
+    #: whose reply deadlines the deadline index holds
+    befores: dict[str, tuple[int, SagaState | None]] = {}
     entries: list[ev.Entry] = []
     offsets: dict[int, int] = {}
     applied = 0
+
+    def flush() -> None:
+        changes = DeadlineChanges()
+        for saga_id, (partition, before) in befores.items():
+            changes.track(partition, before, states[saga_id])
+        projection.commit(states, entries, offsets, changes)
+
     for record in read_journal(kafka, topic, starts, codec):
         offsets[record.partition] = record.next_offset
         if record.end_of_partition:
@@ -61,16 +77,19 @@ def catch_up(projection: Projection, kafka: KafkaConnection, topic: str, partiti
             continue
         entry = record.entry
         assert entry is not None
-        state = states.get(entry.saga_id) or projection.get(entry.saga_id) \
-            or SagaState(entry.saga_id)
+        state = states.get(entry.saga_id)
+        if state is None:
+            held = projection.get(entry.saga_id)
+            befores[entry.saga_id] = (record.partition, held)
+            state = held or SagaState(entry.saga_id)
         check_sequence(state, entry, f"{topic}/{record.partition}/{record.offset}")
         states[entry.saga_id] = apply(state, entry)
         entries.append(entry)
         applied += 1
         if len(entries) >= flush_every:
-            projection.commit(states, entries, offsets)
-            states, entries = {}, []
-    projection.commit(states, entries, offsets)
+            flush()
+            states, entries, befores = {}, [], {}
+    flush()
     if on_progress is not None:
         on_progress(total, total)
     return applied

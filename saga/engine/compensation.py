@@ -30,9 +30,11 @@ class Issue:
     action: Step
     attempt: int
 
-    def command(self, saga_id: str) -> ev.CommandIssued:
+    def command(self, saga_id: str, deadline_ms: int = 0) -> ev.CommandIssued:
         """The compensation command; its handler receives the action's input, result,
-        command id and idempotency key (what undoing it needs to find)."""
+        command id and idempotency key (what undoing it needs to find). Past
+        ``deadline_ms`` (0: never) the attempt counts as failed and is tried again, so a
+        compensation whose reply never comes cannot hold the saga."""
         action = self.action
         assert action.compensate is not None
         service, name = action.compensate
@@ -42,16 +44,8 @@ class Issue:
         kind = ev.CommandKind.COMPENSATION
         return ev.CommandIssued(action.step, command_id(saga_id, action.step, kind,
                                                         self.attempt),
-                                service, name, kind, self.attempt, body)
-
-
-    def deadline(self, saga_id: str, now_ms: int, timeout: timedelta) -> ev.TimerScheduled:
-        """The reply deadline of this attempt: past it the attempt counts as failed and is
-        tried again, so a compensation whose reply never comes cannot hold the saga."""
-        purpose = ev.TimerPurpose.TIMEOUT
-        return ev.TimerScheduled(timer_id(saga_id, self.action.step, purpose, self.attempt,
-                                          compensation=True),
-                                 self.action.step, purpose, due_ms(now_ms, timeout))
+                                service, name, kind, self.attempt, body,
+                                deadline_ms=deadline_ms)
 
 
 @dataclass(frozen=True)
@@ -113,10 +107,8 @@ def advance_compensation(journal: Emitter, before_step: int | None, finished_ste
     move = next_compensation(journal.state, before_step, policy, journal.now_ms)
     match move:
         case Issue():
-            saga_id = journal.state.saga_id
-            journal.emit(move.command(saga_id))
-            if timeout is not None:
-                journal.emit(move.deadline(saga_id, journal.now_ms, timeout))
+            deadline = due_ms(journal.now_ms, timeout) if timeout is not None else 0
+            journal.emit(move.command(journal.state.saga_id, deadline))
         case Schedule():
             journal.emit(move.event())
         case Done():

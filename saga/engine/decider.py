@@ -257,6 +257,16 @@ class Decider:
     def _record_timer(self, run: Recorder, fire: FireTimer) -> None:
         state = run.state
         timer = state.timer(fire.timer_id)
+        if timer is None and fire.timer_id in state.deadlines():
+            # A reply deadline held in the state (CommandIssued.deadline_ms): still the
+            # current attempt's and still unanswered, or it would not be listed.
+            ref = parse_timer_id(fire.timer_id)
+            assert ref is not None
+            waiting: Step | Compensation = (state.compensations[ref.step] if ref.compensation
+                                            else state.steps[ref.step])
+            kind = ev.CommandKind.COMPENSATION if ref.compensation else ev.CommandKind.ACTION
+            run.emit(ev.CommandTimedOut(waiting.command_id, waiting.step, kind))
+            return
         if timer is None or timer.status != TimerStatus.PENDING:
             status = timer.status if timer else "unknown"
             run.emit(ev.InputIgnored("stale_timer", f"timer {fire.timer_id} is {status}"))

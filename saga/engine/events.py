@@ -59,6 +59,11 @@ class CommandIssued(Event):
     attempt: int
     input: Any
     compensate: tuple[str, str] | None = None  # the registered compensation of an action
+    #: When this attempt times out (epoch ms; 0: never). Held in the saga's state and
+    #: swept by the coordinator's timer wheel: a step deadline costs no journal entry
+    #: and no saga.timers record of its own. Journals written before it have a
+    #: TimerScheduled(purpose=timeout) per attempt instead, still honoured.
+    deadline_ms: int = 0
 
 
 @dataclass(frozen=True)

@@ -159,11 +159,10 @@ class Execution:
                    timeout: timedelta | None) -> None:
         saga_id = self.state.saga_id
         kind = ev.CommandKind.ACTION
+        deadline = due_ms(self.now_ms, timeout) if timeout is not None else 0
         self.emit(ev.CommandIssued(step, command_id(saga_id, step, kind, attempt),
-                                   service, name, kind, attempt, input, compensate))
-        if timeout is not None:
-            purpose = ev.TimerPurpose.TIMEOUT
-            self.schedule(timer_id(saga_id, step, purpose, attempt), step, purpose, timeout)
+                                   service, name, kind, attempt, input, compensate,
+                                   deadline_ms=deadline))
 
     def schedule(self, timer: str, step: int, purpose: ev.TimerPurpose, delay: timedelta
                  ) -> None:

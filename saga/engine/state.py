@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from saga.engine import events as ev
+from saga.engine.ids import timer_id
 from saga.engine.lifecycle import SagaStatus, transition
 from saga.errors import JournalGap
 
@@ -51,6 +52,7 @@ class Step:
     business: bool = False
     completed_order: int = -1  # order of successful completion: compensations run newest first
     issued_at_ms: int = 0  # when this attempt was issued (step latency, timelines)
+    deadline_ms: int = 0  # when this attempt times out (0: never)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Compensation:
     outcome: StepOutcome | None = None
     error: str = ""
     issued_at_ms: int = 0
+    deadline_ms: int = 0  # when this attempt times out (0: never)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,23 @@ class SagaState:
     def has_pending_timer(self) -> bool:
         return any(t.status is TimerStatus.PENDING for t in self.timers.values())
 
+    def deadlines(self) -> dict[str, int]:
+        """The reply deadlines still running: timer id -> due (epoch ms), one per call or
+        compensation attempt in flight that has one, none once the saga has ended. What
+        the coordinator's deadline index holds for this saga."""
+        if self.terminal:
+            return {}
+        running: dict[str, int] = {}
+        for s in self.steps.values():
+            if s.outcome is None and s.deadline_ms:
+                running[timer_id(self.saga_id, s.step, ev.TimerPurpose.TIMEOUT,
+                                 s.attempt)] = s.deadline_ms
+        for c in self.compensations.values():
+            if c.outcome is None and c.deadline_ms:
+                running[timer_id(self.saga_id, c.step, ev.TimerPurpose.TIMEOUT, c.attempt,
+                                 compensation=True)] = c.deadline_ms
+        return running
+
     def timer(self, timer_id: str) -> Timer | None:
         return self.timers.get(timer_id)
 
@@ -192,8 +212,10 @@ class SagaState:
             "events": self.seq, "started_at_ms": self.started_at_ms,
             "updated_at_ms": self.updated_at_ms, "ended_at_ms": self.ended_at_ms or None,
             "waiting_for": sorted(set(self.waits.values())), "in_flight": self.in_flight(),
-            "timers": [{"timer_id": t.timer_id, "purpose": t.purpose, "due_ms": t.due_ms}
-                       for t in self.pending_timers()],
+            "timers": [*({"timer_id": t.timer_id, "purpose": t.purpose, "due_ms": t.due_ms}
+                         for t in self.pending_timers()),
+                       *({"timer_id": timer, "purpose": ev.TimerPurpose.TIMEOUT,
+                          "due_ms": due} for timer, due in self.deadlines().items())],
             "parent": self.parent or None,
             "children": [c.child_id for _, c in sorted(self.children.items())],
             "attributes": self.attributes, "run": self.run,
@@ -316,11 +338,11 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
                         parent_step=e.parent_step, run_started_at_ms=at_ms)
         case ev.CommandIssued(kind=ev.CommandKind.ACTION):
             step = Step(e.step, e.service, e.name, e.input, e.compensate, e.attempt,
-                        e.command_id, issued_at_ms=at_ms)
+                        e.command_id, issued_at_ms=at_ms, deadline_ms=e.deadline_ms)
             return dict(steps={**s.steps, e.step: step})
         case ev.CommandIssued():
             comp = Compensation(e.step, e.service, e.name, e.attempt, e.command_id,
-                                issued_at_ms=at_ms)
+                                issued_at_ms=at_ms, deadline_ms=e.deadline_ms)
             return dict(compensations={**s.compensations, e.step: comp})
         case ev.CommandCompleted(kind=ev.CommandKind.ACTION):
             done = replace(s.steps[e.step], outcome=StepOutcome.OK, result=e.result,

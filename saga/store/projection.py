@@ -11,13 +11,20 @@ RocksDB keys (saga ids never hold NUL):
   e\\0<saga id>\\0<seq>     one journal entry, JSON; seq as 10 digits so keys sort. Only
                           the current run's (continue-as-new) and its SagaContinued: the
                           history a saga keeps here is bounded by its run
+  t\\0<partition><due><id>  a reply deadline still running (SagaState.deadlines()) ->
+                          its saga id; partition and due time big-endian, so the keys
+                          of one partition sort by due time and the timer wheel finds
+                          the due ones with one seek. Written in the same batch as the
+                          state it comes from, so the two never disagree
   o\\0<partition>          the next saga.journal offset not yet applied (RocksStore)
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,11 +34,44 @@ from saga.engine import events as ev
 from saga.engine.state import SagaState
 from saga.errors import CodecError, StoreCorrupt
 from saga.store.rocksdb import RocksStore, open_or_wipe
+from saga.store.timer_index import PendingTimer, fair_share
 
 #: Bumped whenever the stored state's shape changes: a projection of another format is
 #: wiped and rebuilt from the journal, which is always readable.
-FORMAT = b"4"
-_STATE, _ENTRY = b"s\x00", b"e\x00"
+FORMAT = b"5"
+_STATE, _ENTRY, _DEADLINE = b"s\x00", b"e\x00", b"t\x00"
+_POSITION = struct.Struct(">IQ")  # partition, due time
+
+
+@dataclass
+class DeadlineChanges:
+    """What one commit does to the deadline index: the deadlines that start running and
+    those that stop (answered, timed out, fired, or their saga ended)."""
+
+    added: dict[str, PendingTimer] = field(default_factory=dict)
+    removed: dict[str, PendingTimer] = field(default_factory=dict)
+
+    def track(self, partition: int, before: SagaState | None, after: SagaState) -> None:
+        """The change from ``before`` to ``after``, the states of one saga in
+        ``partition`` at the start and the end of the batch."""
+        old = before.deadlines() if before is not None else {}
+        new = after.deadlines()
+        if not old and not new:
+            return
+        saga_id = after.saga_id
+        for timer_id, due in old.items():
+            if new.get(timer_id) != due:
+                self.removed[timer_id] = PendingTimer(partition, timer_id, saga_id, due,
+                                                      deadline=True)
+        for timer_id, due in new.items():
+            if old.get(timer_id) != due:
+                self.added[timer_id] = PendingTimer(partition, timer_id, saga_id, due,
+                                                    deadline=True)
+
+    def fired(self, timer: PendingTimer) -> None:
+        """``timer`` fired (its TimerFired is on the way): it leaves the index now, so
+        the wheel does not fire it again while the saga decides it."""
+        self.removed[timer.timer_id] = timer
 
 
 class Projection(Protocol):
@@ -44,8 +84,15 @@ class Projection(Protocol):
         ...
 
     def commit(self, states: Mapping[str, SagaState], entries: Iterable[ev.Entry],
-               offsets: Mapping[int, int]) -> dict[str, int]:
+               offsets: Mapping[int, int], deadlines: DeadlineChanges | None = None
+               ) -> dict[str, int]:
         """Apply one batch atomically; the bytes each state was stored in."""
+        ...
+
+    def due_deadlines(self, partitions: Iterable[int], now_ms: int, limit: int
+                      ) -> list[PendingTimer]:
+        """Up to ``limit`` reply deadlines due by ``now_ms``, earliest first within a
+        partition, shared fairly between partitions."""
         ...
 
     def states(self) -> Iterator[SagaState]: ...
@@ -58,6 +105,7 @@ class MemoryProjection:
         self._states: dict[str, SagaState] = {}
         self._entries: dict[str, list[ev.Entry]] = {}
         self._offsets: dict[int, int] = {}
+        self._deadlines: dict[str, PendingTimer] = {}
 
     def get(self, saga_id: str) -> SagaState | None:
         return self._states.get(saga_id)
@@ -69,7 +117,12 @@ class MemoryProjection:
         return self._offsets.get(partition)
 
     def commit(self, states: Mapping[str, SagaState], entries: Iterable[ev.Entry],
-               offsets: Mapping[int, int]) -> dict[str, int]:
+               offsets: Mapping[int, int], deadlines: DeadlineChanges | None = None
+               ) -> dict[str, int]:
+        if deadlines is not None:
+            for timer_id in deadlines.removed:
+                self._deadlines.pop(timer_id, None)
+            self._deadlines.update(deadlines.added)
         for entry in entries:
             held = self._entries.setdefault(entry.saga_id, [])
             if not held or entry.seq == held[-1].seq + 1:
@@ -79,6 +132,14 @@ class MemoryProjection:
         self._states.update(states)
         self._offsets.update(offsets)
         return {saga_id: len(state.to_bytes()) for saga_id, state in states.items()}
+
+    def due_deadlines(self, partitions: Iterable[int], now_ms: int, limit: int
+                      ) -> list[PendingTimer]:
+        wanted = set(partitions)
+        ready = sorted((t for t in self._deadlines.values()
+                        if t.partition in wanted and t.due_ms <= now_ms),
+                       key=lambda t: (t.partition, t.due_ms, t.timer_id))
+        return fair_share(ready, limit)
 
     def states(self) -> Iterator[SagaState]:
         return iter(list(self._states.values()))
@@ -128,8 +189,14 @@ class RocksProjection:
         return self._store
 
     def commit(self, states: Mapping[str, SagaState], entries: Iterable[ev.Entry],
-               offsets: Mapping[int, int]) -> dict[str, int]:
+               offsets: Mapping[int, int], deadlines: DeadlineChanges | None = None
+               ) -> dict[str, int]:
         batch = self._store.batch()
+        if deadlines is not None:
+            for timer in deadlines.removed.values():
+                batch.delete(_deadline_key(timer))
+            for timer in deadlines.added.values():
+                batch.put(_deadline_key(timer), timer.saga_id.encode())
         entries = list(entries)
         # A new run (continue-as-new): its history starts again, the journal keeps the
         # old runs. What the projection holds of the old run goes; an old run's entries
@@ -153,12 +220,31 @@ class RocksProjection:
         self._store.write(batch)
         return sizes
 
+    def due_deadlines(self, partitions: Iterable[int], now_ms: int, limit: int
+                      ) -> list[PendingTimer]:
+        ready: list[PendingTimer] = []
+        for partition in sorted(partitions):
+            for taken, (key, value) in enumerate(
+                    self._store.scan(_DEADLINE + struct.pack(">I", partition))):
+                _, due_ms = _POSITION.unpack_from(key, len(_DEADLINE))
+                if due_ms > now_ms or taken >= limit:
+                    break
+                ready.append(PendingTimer(partition,
+                                          key[len(_DEADLINE) + _POSITION.size:].decode(),
+                                          value.decode(), due_ms, deadline=True))
+        return fair_share(ready, limit)
+
     def states(self) -> Iterator[SagaState]:
         for key, value in self._store.scan(_STATE):
             yield _state(value, key[len(_STATE):].decode())
 
     def close(self) -> None:
         self._store.close()
+
+
+def _deadline_key(timer: PendingTimer) -> bytes:
+    return (_DEADLINE + _POSITION.pack(timer.partition, timer.due_ms)
+            + timer.timer_id.encode())
 
 
 def _state(raw: bytes, saga_id: str) -> SagaState:

@@ -23,6 +23,9 @@ class PendingTimer:
     timer_id: str
     saga_id: str
     due_ms: int
+    #: A reply deadline from the projection's deadline index (not a saga.timers timer):
+    #: firing it writes no tombstone.
+    deadline: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class MemoryTimerIndex:
         ready = sorted((t for t in self._timers.values()
                         if t.partition in wanted and t.due_ms <= now_ms),
                        key=lambda t: (t.partition, t.due_ms, t.timer_id))
-        return _fair(ready, limit)
+        return fair_share(ready, limit)
 
     def offset(self, partition: int) -> int | None:
         return self._offsets.get(partition)
@@ -143,7 +146,7 @@ class RocksTimerIndex:
                 if timer.due_ms > now_ms or taken >= limit:
                     break
                 ready.append(timer)
-        return _fair(ready, limit)
+        return fair_share(ready, limit)
 
     def offset(self, partition: int) -> int | None:
         return self._store.offset(partition)
@@ -178,7 +181,7 @@ def _count_key(partition: int) -> bytes:
     return _COUNT + str(partition).encode()
 
 
-def _fair(ready: list[PendingTimer], limit: int) -> list[PendingTimer]:
+def fair_share(ready: list[PendingTimer], limit: int) -> list[PendingTimer]:
     """At most ``limit``, taken round-robin across partitions so none starves."""
     if len(ready) <= limit:
         return ready

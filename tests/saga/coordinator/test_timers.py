@@ -188,3 +188,27 @@ def test_the_timer_index_is_rebuilt_from_the_topic(settings: Settings) -> None:
         states = wait_terminal(stack, ids, timeout_s=60)
     assert all(states[i].status is SagaStatus.COMPLETED for i in ids)
     assert "caught up" in stack.log_tail("coordinator-c1", 80)
+
+
+def test_a_step_deadline_outlives_a_sigkill_and_a_wiped_projection(settings: Settings) -> None:
+    """The deadline index lives in the projection and comes back with it from the
+    journal: a step nobody answers still times out, once, after both are gone."""
+    with running_stack(settings, workflows=WORKFLOWS) as stack:
+        issued_ms = int(time.time() * 1000)
+        stack.send("deaf", StartSaga("unanswered_call", {"timeout_s": 25}))
+        stack.flush()
+        stack.wait_until(lambda s: "deaf" in s and s["deaf"].in_flight() == 1, 60)
+        stack.kill("coordinator-c1")
+        shutil.rmtree(StateLayout(settings.state_dir).projection("c1"))
+        stack.start("coordinator-c1")
+        states = wait_terminal(stack, ["deaf"], timeout_s=90)
+        log = stack.log_tail("coordinator-c1", 200)
+    assert states["deaf"].result == {"failed": "retries_exhausted"}
+    entries = history(settings, "deaf")
+    assert [e.event.type_name for e in entries] == [
+        "SagaStarted", "CommandIssued", "CommandTimedOut", "SagaCompleted"]
+    timed_out = [e for e in entries if isinstance(e.event, ev.CommandTimedOut)]
+    assert len(timed_out) == 1
+    assert timed_out[0].at_ms >= issued_ms + 25_000  # never early
+    assert not any(isinstance(e.event, ev.TimerScheduled) for e in entries)
+    assert "rebuilt" in log or "caught up" in log

@@ -4,6 +4,7 @@ saga cannot be flooded with signals no wait takes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from saga import SagaContext, SagaStatus, StepFailed, seconds, workflow
 from saga.engine import events as ev
 from saga.engine.budget import RunBudget
 from saga.engine.decider import RejectReason
+from saga.engine.inputs import CommandReply, FireTimer, ReplyOutcome
+from saga.engine.state import Timer
 from saga.engine.workflow import WorkflowRegistry
 from tests.saga.engine.sim import Sim
 
@@ -46,14 +49,62 @@ def sim(request: pytest.FixtureRequest) -> Sim:
 
 def test_a_call_without_a_timeout_gets_the_default_deadline(sim: Sim) -> None:
     sim.start("u", "undo")
-    [deadline] = sim.states["u"].pending_timers()
-    assert deadline.timer_id == "u:0:timeout:1"
-    assert deadline.due_ms == sim.now_ms + 60_000
+    assert sim.states["u"].deadlines() == {"u:0:timeout:1": sim.now_ms + 60_000}
+    assert sim.last_command("u").deadline_ms == sim.now_ms + 60_000
     sim.reply("u", "u:0:1", {"charge_id": "ch-1"})
-    # the reply cancelled the default deadline; the next call names its own (5 s)
-    assert sim.states["u"].timers["u:0:timeout:1"].status == "cancelled"
-    [second] = sim.states["u"].pending_timers()
-    assert (second.timer_id, second.due_ms) == ("u:1:timeout:1", sim.now_ms + 5_000)
+    # the reply ended the default deadline; the next call names its own (5 s)
+    assert sim.states["u"].deadlines() == {"u:1:timeout:1": sim.now_ms + 5_000}
+
+
+def test_a_deadline_costs_no_journal_entry_of_its_own(sim: Sim) -> None:
+    sim.start("u", "undo")
+    sim.reply("u", "u:0:1", {"charge_id": "ch-1"})
+    sim.reply("u", "u:1:1", {"reserved": True})
+    assert sim.types("u") == ["SagaStarted", "CommandIssued", "CommandCompleted",
+                              "CommandIssued", "CommandCompleted", "SagaCompleted"]
+    assert sim.states["u"].deadlines() == {}
+    assert sim.states["u"].summary()["timers"] == []
+
+
+def test_a_deadline_that_fires_after_the_reply_changes_nothing(sim: Sim) -> None:
+    sim.start("u", "undo")
+    sim.reply("u", "u:0:1", {"charge_id": "ch-1"})
+    late = sim.fire("u", "u:0:timeout:1")  # swept before the reply was decided
+    assert [e.event.type_name for e in late.entries] == ["InputIgnored"]
+    assert sim.states["u"].steps[0].outcome == "ok"
+
+
+def test_a_step_past_its_deadline_is_retried_and_the_summary_shows_the_deadline(
+        sim: Sim) -> None:
+    sim.start("u", "undo")
+    assert sim.states["u"].summary()["timers"] == [
+        {"timer_id": "u:0:timeout:1", "purpose": "timeout", "due_ms": sim.now_ms + 60_000}]
+    timed_out = sim.fire("u", "u:0:timeout:1")
+    assert timed_out.entries[0].event == ev.CommandTimedOut("u:0:1", 0, ev.CommandKind.ACTION)
+    assert sim.states["u"].steps[0].reason == "timeout"
+    sim.fire_pending("u", "retry")
+    assert sim.last_command("u").command_id == "u:0:2"
+    assert set(sim.states["u"].deadlines()) == {"u:0:timeout:2"}
+    assert sim.refold("u") == sim.states["u"]
+
+
+def test_a_journal_written_with_deadline_timers_is_still_honoured(sim: Sim) -> None:
+    """Journals from before deadlines were held in the state schedule a timer per
+    attempt and cancel it on the reply; the decider still reads them that way."""
+    sim.start("u", "undo")
+    state = sim.states["u"]
+    legacy_step = replace(state.steps[0], deadline_ms=0)
+    legacy = replace(state, steps={0: legacy_step}, timers={"u:0:timeout:1": Timer(
+        "u:0:timeout:1", 0, ev.TimerPurpose.TIMEOUT, sim.now_ms + 60_000)})
+    assert legacy.deadlines() == {}
+    replied = sim.engine.decide("u", legacy, CommandReply("u:0:1", "payments",
+                                                          ReplyOutcome.OK, {"charge_id": "c"},
+                                                          ""), sim.now_ms)
+    assert [e.event for e in replied.entries][1] == ev.TimerCancelled("u:0:timeout:1")
+    fired = sim.engine.decide("u", legacy, FireTimer("u:0:timeout:1", 0), sim.now_ms)
+    assert [e.event for e in fired.entries][:2] == [
+        ev.TimerFired("u:0:timeout:1"),
+        ev.CommandTimedOut("u:0:1", 0, ev.CommandKind.ACTION)]
 
 
 def test_a_compensation_without_a_reply_is_tried_again(sim: Sim) -> None:
@@ -62,8 +113,7 @@ def test_a_compensation_without_a_reply_is_tried_again(sim: Sim) -> None:
     sim.reply("u", "u:1:1", outcome="BUSINESS_ERROR", error="out_of_stock")
     refund = sim.last_command("u")
     assert (refund.command_id, refund.kind) == ("u:0c:1", ev.CommandKind.COMPENSATION)
-    deadline = sim.states["u"].timers["u:0c:timeout:1"]
-    assert deadline.due_ms == sim.now_ms + 60_000
+    assert sim.states["u"].deadlines() == {"u:0c:timeout:1": sim.now_ms + 60_000}
     sim.fire("u", "u:0c:timeout:1")
     assert sim.history["u"][-2].event == ev.CommandTimedOut("u:0c:1", 0,
                                                             ev.CommandKind.COMPENSATION)
@@ -79,6 +129,7 @@ def test_a_compensation_without_a_reply_is_tried_again(sim: Sim) -> None:
     state = sim.states["u"]
     assert (state.status, state.result) == (SagaStatus.COMPENSATED, "undone")
     assert state.pending_timers() == []
+    assert state.deadlines() == {}
     assert sim.refold("u") == state
 
 

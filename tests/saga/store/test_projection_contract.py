@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from saga.engine.state import SagaState
 from saga.errors import StoreCorrupt
 from saga.store.projection import (
+    DeadlineChanges,
     MemoryProjection,
     Projection,
     RocksProjection,
@@ -216,3 +218,29 @@ def test_only_the_current_run_is_held_however_runs_fall_in_batches(
     prefix, _, _ = run_history_keys(b"e\x00", "l", 0, 0)  # the projection's entry table
     assert len(list(projection.store.scan(prefix))) == len(current)
     projection.close()
+
+
+def test_the_deadline_index_follows_the_states_it_is_committed_with(
+        projection: Projection) -> None:
+    sim = Sim(order_registry(), step_timeout=timedelta(seconds=30))
+    sim.start("o-1", "order", {**ORDER, "id": "o-1"})
+    issued = sim.states["o-1"]
+    changes = DeadlineChanges()
+    changes.track(3, None, issued)
+    projection.commit({"o-1": issued}, sim.history["o-1"], {}, changes)
+    due = sim.now_ms + 30_000
+    assert projection.due_deadlines([3], due - 1, 10) == []
+    assert projection.due_deadlines([1, 2], due, 10) == []  # another partition's
+    [deadline] = projection.due_deadlines([3], due, 10)
+    assert (deadline.timer_id, deadline.saga_id, deadline.due_ms, deadline.deadline) == (
+        "o-1:0:timeout:1", "o-1", due, True)
+    sim.reply("o-1", "o-1:0:1", {"charge": 1})  # answered: the next step's deadline runs
+    changes = DeadlineChanges()
+    changes.track(3, issued, sim.states["o-1"])
+    projection.commit({"o-1": sim.states["o-1"]}, [], {}, changes)
+    assert [t.timer_id for t in projection.due_deadlines([3], due + 10**6, 10)] == [
+        "o-1:1:timeout:1"]
+    fired = DeadlineChanges()
+    fired.fired(projection.due_deadlines([3], due + 10**6, 10)[0])
+    projection.commit({}, [], {}, fired)
+    assert projection.due_deadlines([3], due + 10**6, 10) == []
