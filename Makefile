@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit lint bench profile fuzz clean kafka-start kafka-stop
+.PHONY: venv demo test test-unit lint bench bench-smoke profile fuzz clean kafka-start kafka-stop
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -18,10 +18,11 @@ lint: venv
 	$(VENV)/bin/ruff check saga services tests bench
 	$(VENV)/bin/mypy
 
-# The whole suite: lint, unit tests, integration tests on real Kafka (testcontainers).
-# pytest exits 5 when it ran no test; that is a failure here too.
+# The whole suite: lint, unit tests, integration tests on real Kafka (testcontainers),
+# then the speed regression guard. pytest exits 5 when it ran no test; a failure here too.
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) bench-smoke
 
 test-unit: venv
 	$(PY) -m pytest -m "not integration and not embedded" $(PYTEST_ARGS)
@@ -31,6 +32,13 @@ demo: venv
 
 bench: venv
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Under two minutes: fails when end-to-end inputs/s, as a share of a bare transactional
+# Kafka loop's measured in the same run, fall below half the reference
+# (bench/smoke_reference.json). Starts its own embedded broker unless
+# SAGA_BOOTSTRAP_SERVERS names one.
+bench-smoke: venv
+	$(PY) -m bench.smoke $(SMOKE_ARGS)
 
 # py-spy flame graphs of the coordinator alone and of the whole stack, written to
 # docs/profiles/<label>-*.svg with a summary in docs/profiles/<label>.md.

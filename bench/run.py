@@ -34,6 +34,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from bench import evolution, scaling, timers, visibility
+from bench.watch import JournalWatcher, process_cpu_s
 from saga.config import Settings
 from saga.coordinator.recovery import rebuild_projection
 from saga.dev.audit import percentile, span_s
@@ -182,50 +183,98 @@ def coordinator_only(base: Settings, count: int) -> dict[str, Any]:
     stack = Stack(settings, stock=STOCK)
     ids = [f"k-{n:06d}" for n in range(count)]
     inputs = send_pregenerated(stack, ids)
-    stack.start(stack.add_coordinator("bench").name)
+    watcher = JournalWatcher(settings)
+    process = stack.start(stack.add_coordinator("bench").name)
     try:
-        _, states = wait_all(stack, ids, 600)
+        watcher.wait_started(ids[:1], 120)
+        pid = process.popen.pid if process.popen else 0
+        cpu_began = process_cpu_s(pid)
+        watcher.wait_ended(ids, 600, say)
+        cpu = process_cpu_s(pid) - cpu_began
+        states = stack.states()
     finally:
         stack.stop_all()
+        watcher.close()
     # Timed from the journal: first decision to last, start-up excluded.
     seconds = span_s(states[i] for i in ids)
     return {"sagas": count, "inputs": inputs, "seconds": round(seconds, 3),
             "inputs_per_s": round(inputs / seconds, 1),
-            "sagas_per_s": round(count / seconds, 1)}
+            "sagas_per_s": round(count / seconds, 1),
+            "cpu_us_per_saga": round(cpu / count * 1e6)}
 
 
 # ---- end to end ----------------------------------------------------------------------------
-def end_to_end(base: Settings, count: int) -> tuple[dict[str, Any], Settings]:
+def end_to_end(base: Settings, count: int, paced_s: float = 5.0
+               ) -> tuple[dict[str, Any], Settings]:
+    """All ``count`` sagas sent at once (throughput, and the CPU each process spent per
+    saga), then, for ``paced_s`` seconds, sagas at a steady half of that throughput
+    (step latency at half the maximum, the load a service is provisioned for)."""
     settings = fresh_settings(base, "e2e")
     stack = Stack(settings, stock=STOCK)
     stack.start_all(coordinators=["bench"])
+    # The watcher reads journal headers only: polling the projections, as this did
+    # before, took a fifth of the machine away from the system under test.
+    watcher = JournalWatcher(settings)
     try:
         time.sleep(5)
+        pids = {name: p.popen.pid for name, p in stack.processes.items() if p.popen}
+        cpu_began = {name: process_cpu_s(pid) for name, pid in pids.items()}
         ids = send_orders(stack, count, "e")
-        seconds, _ = wait_all(stack, ids, 900)
+        watcher.wait_ended(ids, 900, say)
+        cpu = {name: process_cpu_s(pid) - cpu_began[name] for name, pid in pids.items()}
+        seconds = (max(watcher.ended[i] for i in ids)
+                   - min(watcher.started[i] for i in ids)) / 1000
+        paced_rate = max(1.0, count / seconds / 2)
         paced: list[str] = []
         pacing_began = time.monotonic()
-        for n in range(250):  # aiming at 50/s: what was achieved is what is reported
-            paced.extend(send_orders(stack, 1, f"p{n:03d}"))
-            time.sleep(max(0.0, pacing_began + (n + 1) / 50 - time.monotonic()))
+        tick = 0
+        while time.monotonic() - pacing_began < paced_s:  # a batch every 20 ms
+            tick += 1
+            due = int(paced_rate * 0.02 * tick) - len(paced)
+            paced.extend(send_orders(stack, due, f"p{tick:04d}") if due > 0 else [])
+            time.sleep(max(0.0, pacing_began + tick * 0.02 - time.monotonic()))
         achieved = len(paced) / (time.monotonic() - pacing_began)
-        wait_all(stack, paced, 120)
+        watcher.wait_ended(paced, 120)
     finally:
         stack.stop_all()
+        watcher.close()
     projections = LocalProjections(settings)
     try:
         latencies = step_latencies(projections.history(i) for i in paced)
         burst = step_latencies(projections.history(i) for i in ids)
+        entries = sum(len(projections.history(i)) for i in ids[:100])
     finally:
         projections.close()
     return {"sagas": count, "seconds": round(seconds, 3),
             "sagas_per_s": round(count / seconds, 1),
+            "journal_entries_per_saga": round(entries / min(100, count), 1),
+            "cpu_us_per_saga": {name.removeprefix("service-"): round(s / count * 1e6)
+                                for name, s in sorted(cpu.items())},
             "step_latency_ms": {"p50": percentile(latencies, 0.5),
+                                "p90": percentile(latencies, 0.9),
                                 "p99": percentile(latencies, 0.99),
+                                "max": latencies[-1] if latencies else None,
                                 "samples": len(latencies),
-                                "rate_per_s": round(achieved, 1)},
+                                "target_rate_per_s": round(paced_rate, 1),
+                                "rate_per_s": round(achieved, 1),
+                                "histogram": histogram(latencies)},
             "burst_step_latency_ms": {"p50": percentile(burst, 0.5),
-                                      "p99": percentile(burst, 0.99)}}, settings
+                                      "p99": percentile(burst, 0.99),
+                                      "histogram": histogram(burst)}}, settings
+
+
+#: Upper bounds (ms) of the step latency histogram's buckets; the last is open.
+LATENCY_BUCKETS_MS = (5, 10, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000)
+
+
+def histogram(latencies: list[int]) -> dict[str, int]:
+    """Counts per bucket, keyed "le_<bound>" (and "gt_<last>"), every bucket shown."""
+    counts = {f"le_{bound}": 0 for bound in LATENCY_BUCKETS_MS}
+    counts[f"gt_{LATENCY_BUCKETS_MS[-1]}"] = 0
+    for value in latencies:
+        bound = next((b for b in LATENCY_BUCKETS_MS if value <= b), None)
+        counts[f"le_{bound}" if bound is not None else f"gt_{LATENCY_BUCKETS_MS[-1]}"] += 1
+    return counts
 
 
 def step_latencies(histories: Any) -> list[int]:

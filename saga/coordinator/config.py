@@ -12,7 +12,8 @@ class CoordinatorConfig:
     instance_id: str = field(default_factory=lambda: socket.gethostname())
     #: Inbox records per transaction.
     batch_size: int = 500
-    #: Longest wait for a batch to fill: bounds the latency a quiet moment adds.
+    #: Longest wait for an input when the inbox has none: how often a quiet loop looks
+    #: for due timers. A batch never waits to fill: it is what has arrived.
     max_wait_ms: int = 20
     #: Live workflow coroutines and committed states kept in memory; an evicted saga
     #: replays from its state.

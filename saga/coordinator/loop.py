@@ -117,6 +117,8 @@ class Coordinator:
         self._stop = threading.Event()
         self._owned: set[int] = set()
         self._known_topics: set[str] = set()
+        #: Services whose command topic is known to exist.
+        self._ready_services: set[str] = set()
         self._inbox_partitions = settings.partitions
         self._states = StateCache(self.config.cache_size, self.config.state_cache_bytes)
         #: Per owned inbox partition, the next offset to read as committed: every
@@ -156,8 +158,7 @@ class Coordinator:
         gauged: set[int] = set()
         try:
             while not self._stop.is_set() and not (until and until()):
-                batch = self.consumer.consume(self.config.batch_size,
-                                              self.config.max_wait_ms / 1000)
+                batch = self._next_batch()
                 due = self.wheel.due(self._owned)
                 if batch or due:
                     self._process(batch, due)
@@ -181,6 +182,20 @@ class Coordinator:
             index.close()
             self.decider.forget()
         return self.stats
+
+    def _next_batch(self) -> list[Message]:
+        """What the inbox holds now, up to a batch; when it holds nothing, the first
+        input to come within max_wait_ms and what came with it. consume(n, wait) alone
+        waits out ``wait`` whenever fewer than n inputs are there: at a low load that
+        added max_wait_ms to every step. Under load the batches still fill, from what
+        arrived while the last one was decided."""
+        batch: list[Message] = self.consumer.consume(self.config.batch_size, 0)
+        if batch:
+            return batch
+        first = self.consumer.poll(self.config.max_wait_ms / 1000)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.config.batch_size - 1, 0)]
 
     def _open_store(self, kind: Callable[[Path], _Store], path: Path, source: str,
                     topic: str) -> _Store:
@@ -442,13 +457,15 @@ class Coordinator:
         """Create the command topic of a service no topic spec names. Creating beats
         failing: a produce to a missing topic would stall the transaction until it timed
         out, and the saga's step would never be sent."""
-        for service in sorted(services):
+        for service in sorted(services - self._ready_services):
+            # Once per service and process: reading the topic specs for every batch was
+            # a twelfth of the coordinator's time.
             spec = service_topic_spec(self.settings, service)
-            if spec.name in self._known_topics:
-                continue
-            create_topics(admin_client(self.kafka), [spec])
-            self._known_topics.add(spec.name)
-            self._say(f"created {spec.name} for a service no topic spec names")
+            if spec.name not in self._known_topics:
+                create_topics(admin_client(self.kafka), [spec])
+                self._known_topics.add(spec.name)
+                self._say(f"created {spec.name} for a service no topic spec names")
+            self._ready_services.add(service)
 
     # ---- when a batch fails --------------------------------------------------------
     def _recover(self, exc: KafkaException, checkpoint: Checkpoint, outbox: Outbox,

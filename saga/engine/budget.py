@@ -13,8 +13,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -50,30 +48,54 @@ def encoded_size(value: Any) -> int:
     return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
 
 
-@contextmanager
-def wall_clock(seconds: float) -> Iterator[None]:
-    """Raise BudgetExceeded in this thread once ``seconds`` pass (main thread only)."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class wall_clock:
+    """Raise BudgetExceeded in this thread once ``seconds`` pass (main thread only).
 
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise BudgetExceeded(f"the workflow ran for more than {seconds:g}s in one "
+    The SIGALRM handler is installed once and left in place (installing and restoring
+    it per activation was a tenth of the coordinator's time); it acts only while a
+    budget is armed and hands any other alarm to the handler it replaced."""
+
+    _armed: str | None = None  # the message of the running budget, if one runs
+    _replaced: Any = None  # the SIGALRM handler found when ours went in
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._active = seconds > 0 and threading.current_thread() is threading.main_thread()
+        self._pending = 0.0
+        self._interval = 0.0
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        if not self._active:
+            return
+        if signal.getsignal(signal.SIGALRM) is not _expire:
+            wall_clock._replaced = signal.signal(signal.SIGALRM, _expire)
+        wall_clock._armed = (f"the workflow ran for more than {self._seconds:g}s in one "
                              "activation (an endless loop?)")
+        self._began = time.monotonic()
+        # One shot: a timer that repeated could outlive this block if its alarm landed
+        # in the clean-up. (So a workflow that swallows BaseException in a loop that
+        # never calls ctx is interrupted once only; the event budget stops any loop that
+        # calls ctx.)
+        self._pending, self._interval = signal.setitimer(signal.ITIMER_REAL, self._seconds)
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    began = time.monotonic()
-    # One shot: a timer that repeated could outlive this block if its alarm landed in
-    # the clean-up. (So a workflow that swallows BaseException in a loop that never calls
-    # ctx is interrupted once only; the event budget stops any loop that calls ctx.)
-    pending, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
+    def __exit__(self, *exc: object) -> None:
+        if not self._active:
+            return
         try:
             signal.setitimer(signal.ITIMER_REAL, 0)
         finally:
-            signal.signal(signal.SIGALRM, previous)
-            if pending > 0:  # someone else's alarm (a test runner's timeout): put it back
-                left = max(pending - (time.monotonic() - began), 0.001)
-                signal.setitimer(signal.ITIMER_REAL, left, interval)
+            wall_clock._armed = None
+            if self._pending > 0:  # someone else's alarm (a test runner's): put it back
+                left = max(self._pending - (time.monotonic() - self._began), 0.001)
+                signal.setitimer(signal.ITIMER_REAL, left, self._interval)
+
+
+def _expire(signum: int, frame: FrameType | None) -> None:
+    message = wall_clock._armed
+    if message is not None:
+        wall_clock._armed = None
+        raise BudgetExceeded(message)
+    replaced = wall_clock._replaced
+    if callable(replaced):  # not ours: the alarm of whoever had the signal before
+        replaced(signum, frame)

@@ -9,6 +9,12 @@ one that had it. Per batch of partition p, one transaction holds the replies, th
 letters, the state changes (into partition p of ``<service>.state``) and the consumed
 offset; the local store is written only after it commits.
 
+The batches of one consume round are handled one after another, then their
+transactions commit side by side (each a handful of round trips to the broker: one
+after another they made a step wait for every partition's). A batch that read what an
+earlier batch of the round wrote (shared keys, such as a stock level) commits only
+after that one has, and is read again if it failed (RoundWrites).
+
 On assignment of p: start p's producer (its init_transactions fences the previous
 owner's and aborts what it left open), restore partition p of the changelog into the
 local store, then handle p's commands. A paused old owner that wakes finds its producer
@@ -26,6 +32,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -48,7 +55,7 @@ from saga.layout import StateLayout
 from saga.service.changelog import restore
 from saga.service.dispatch import Dispatcher, Outgoing
 from saga.service.handlers import Service
-from saga.service.state import BatchState
+from saga.service.state import BatchState, RoundWrites
 from saga.store.service_store import ServiceStore
 from saga.telemetry import metrics
 
@@ -129,8 +136,7 @@ class ServiceRunner:
                 if self._broken is not None:
                     raise ServiceFenced(f"taking partitions over failed: {self._broken}")
                 async with self._lock:
-                    for tp, records in batches.items():
-                        await self._handle_batch(consumer, tp, records)
+                    await self._handle_round(consumer, batches)
         finally:
             await consumer.stop()
             await self._release(list(self._producers))
@@ -166,7 +172,8 @@ class ServiceRunner:
     async def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             **security.aiokafka(self.settings.kafka), enable_idempotence=True,
-            linger_ms=5, transactional_id=f"{self.group}-{partition}")
+            # No linger: each transaction holds one partition's batch, sent at its commit.
+            linger_ms=0, transactional_id=f"{self.group}-{partition}")
         await producer.start()  # init_transactions: fences the partition's last owner
         return producer
 
@@ -178,14 +185,49 @@ class ServiceRunner:
             except KafkaError as exc:  # a fenced producer may refuse a clean stop
                 log.info("stopping the producer of partition %d: %s", partition, exc)
 
-    async def _handle_batch(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
-                            records: list[Any]) -> None:
+    async def _handle_round(self, consumer: AIOKafkaConsumer,
+                            batches: dict[TopicPartition, list[Any]]) -> None:
+        """Handle each partition's batch in turn, then commit them side by side, each
+        after the batches whose staged writes it read."""
+        writes = RoundWrites()
+        prepared: list[_Prepared] = []
+        for tp, records in batches.items():
+            batch = await self._prepare(consumer, tp, records, writes)
+            if batch is not None:
+                writes.stage(tp.partition, batch.state.changes)
+                prepared.append(batch)
+        if not prepared:
+            return
+        loop = asyncio.get_running_loop()
+        settled: dict[int, asyncio.Future[bool]] = {
+            p.tp.partition: loop.create_future() for p in prepared}
+
+        async def settle(batch: _Prepared) -> None:
+            ok = False
+            try:
+                before = [await settled[d] for d in sorted(batch.state.depends_on)
+                          if d in settled]
+                if all(before):
+                    ok = await self._commit(consumer, batch)
+                else:  # what it read was never committed: read it again, decide again
+                    consumer.seek(batch.tp, batch.records[0].offset)
+            finally:
+                settled[batch.tp.partition].set_result(ok)
+
+        outcomes = await asyncio.gather(*(settle(p) for p in prepared),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _prepare(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                       records: list[Any], writes: RoundWrites) -> _Prepared | None:
         producer = self._producers.get(tp.partition)
         if tp.partition not in self._owned or producer is None:
             consumer.seek(tp, records[0].offset)  # not ours yet: read again once it is
-            return
+            return None
         assert self._store is not None
-        batch = BatchState(self._store)
+        batch = BatchState(self._store, writes, tp.partition)
         out: list[Outgoing] = []
         try:
             for record in records:
@@ -195,19 +237,25 @@ class ServiceRunner:
                         self.service.name, exc, tp.partition)
             consumer.seek(tp, records[0].offset)
             await asyncio.sleep(1)  # an unmounted directory must not spin the loop
-            return
+            return None
+        return _Prepared(tp, records, producer, batch, out)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: _Prepared) -> bool:
+        """One partition's transaction, then its changes into the local store; False
+        when it was aborted (its batch is read again)."""
+        tp, producer = batch.tp, batch.producer
+        changes = list(batch.state.changes.values())
         try:
             async with producer.transaction():
-                for item in out:
+                for item in batch.out:
                     await producer.send(item.topic, item.value, key=item.key,
                                         headers=item.headers)
-                changes = list(batch.changes.values())
                 sent = [await producer.send(self.state_topic,
                                             self.codec.encode_state_change(change),
                                             key=change.key.encode(), partition=tp.partition)
                         for change in changes]
-                await producer.send_offsets_to_transaction({tp: records[-1].offset + 1},
-                                                           self.group)
+                await producer.send_offsets_to_transaction(
+                    {tp: batch.records[-1].offset + 1}, self.group)
         except _FENCED as exc:
             metrics.SERVICE_BATCHES.labels(self.service.name, "fenced").inc()
             raise ServiceFenced(f"partition {tp.partition} was taken over ({exc})") from exc
@@ -215,12 +263,26 @@ class ServiceRunner:
             metrics.SERVICE_BATCHES.labels(self.service.name, "aborted").inc()
             log.warning("service %s: the transaction of partition %d failed (%s); reading "
                         "its batch again", self.service.name, tp.partition, exc)
-            consumer.seek(tp, records[0].offset)
-            return
+            consumer.seek(tp, batch.records[0].offset)
+            return False
         metrics.SERVICE_BATCHES.labels(self.service.name, "committed").inc()
         if changes:
+            assert self._store is not None
             delivered = [(await future).offset for future in sent]
             self._store.apply(changes, {tp.partition: max(delivered) + 1})
+        return True
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One partition's batch, handled and waiting for its transaction."""
+
+    tp: TopicPartition
+    records: list[Any]
+    producer: AIOKafkaProducer
+    state: BatchState
+    out: list[Outgoing]
+
 
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
     """aiokafka's rebalances are eager: everything is revoked, then the new assignment

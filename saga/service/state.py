@@ -10,27 +10,72 @@ from typing import Any
 from saga.store.service_store import DATA, STEP, ServiceStore, StateChange, StepReply
 
 
+class RoundWrites:
+    """The changes staged by the partition batches of one consume round that have not
+    committed yet, by key: what a later batch of the round reads instead of the store.
+    A batch that reads one depends on the batch that staged it, and commits only after
+    it (and not at all if it fails), so the batches of a round can commit side by side
+    without one ever keeping a value derived from another's aborted write."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int, StateChange]] = {}
+
+    def stage(self, partition: int, changes: dict[str, StateChange]) -> None:
+        for key, change in changes.items():
+            self._latest[key] = (partition, change)
+
+    def get(self, key: str) -> tuple[int, StateChange] | None:
+        return self._latest.get(key)
+
+    def under(self, start: str) -> Iterator[tuple[str, int, StateChange]]:
+        for key, (partition, change) in self._latest.items():
+            if key.startswith(start):
+                yield key, partition, change
+
+
 class BatchState:
     """The local store plus the changes of the batch being built, newest last. The
-    changes reach Kafka and then the store only if the batch's transaction commits."""
+    changes reach Kafka and then the store only if the batch's transaction commits.
+    ``round`` holds what the round's earlier batches staged; ``depends_on`` collects
+    the partitions whose staged changes this batch read."""
 
-    def __init__(self, store: ServiceStore) -> None:
+    def __init__(self, store: ServiceStore, round: RoundWrites | None = None,
+                 partition: int = -1) -> None:
         self._store = store
+        self._round = round
+        self._partition = partition
         self.changes: dict[str, StateChange] = {}
+        self.depends_on: set[int] = set()
+
+    def _pending(self, key: str) -> StateChange | None:
+        own = self.changes.get(key)
+        if own is not None or self._round is None:
+            return own
+        staged = self._round.get(key)
+        if staged is None:
+            return None
+        if staged[0] != self._partition:
+            self.depends_on.add(staged[0])
+        return staged[1]
 
     def get(self, key: str) -> Any:
-        pending = self.changes.get(DATA + key)
+        pending = self._pending(DATA + key)
         return pending.value if pending is not None else self._store.get(key)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         seen = dict(self._store.scan(prefix))
         start = DATA + prefix
+        if self._round is not None:
+            for key, partition, change in self._round.under(start):
+                seen[key[len(DATA):]] = change.value
+                if partition != self._partition:
+                    self.depends_on.add(partition)
         seen.update({k[len(DATA):]: c.value for k, c in self.changes.items()
                      if k.startswith(start)})
         yield from sorted(seen.items())
 
     def step_reply(self, idempotency_key: str) -> StepReply | None:
-        pending = self.changes.get(STEP + idempotency_key)
+        pending = self._pending(STEP + idempotency_key)
         if pending is not None:
             return StepReply(pending.value["command_id"], pending.value["reply"])
         return self._store.step_reply(idempotency_key)

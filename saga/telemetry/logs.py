@@ -14,8 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,14 +27,20 @@ _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
-@contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
-    """Lines logged inside carry ``fields`` (in JSON logs), e.g. saga_id and partition."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **fields})
-    try:
-        yield
-    finally:
-        _CONTEXT.reset(token)
+class log_context:
+    """Lines logged inside carry ``fields`` (in JSON logs), e.g. saga_id and partition.
+    A class, not a generator: the coordinator enters one per decision."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _CONTEXT.set({**_CONTEXT.get(), **self._fields})
+
+    def __exit__(self, *exc: object) -> None:
+        _CONTEXT.reset(self._token)
 
 
 def set_process_context(**fields: Any) -> None:

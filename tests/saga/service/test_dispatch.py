@@ -18,7 +18,7 @@ from saga.engine.inputs import CommandReply, ReplyOutcome
 from saga.kafka.records import RecordCodec
 from saga.service import BusinessError, Command, Service
 from saga.service.dispatch import Dispatcher, Outgoing
-from saga.service.state import BatchState
+from saga.service.state import BatchState, RoundWrites
 from saga.store.service_store import ServiceStore
 
 CODEC = RecordCodec()
@@ -179,3 +179,24 @@ def test_a_command_that_wants_replies_elsewhere_is_set_aside_not_run(
     out = asyncio.run(dispatcher.handle(unreadable_body("o-4", "saga.inbOx"), batch))
     assert [o.topic for o in out] == ["saga.dlq"]
     assert payments.runs == []
+
+
+def test_a_batch_that_reads_another_partitions_staged_write_depends_on_it(
+        store: ServiceStore) -> None:
+    """The batches of one round commit side by side; one that read what another
+    staged (a shared stock level) must wait for that one's commit, and only that one."""
+    writes = RoundWrites()
+    first = BatchState(store, writes, 0)
+    first.record("o-1:0:1", "o-1:0", {"stock/sku-1": 9}, {"outcome": "OK"})
+    writes.stage(0, first.changes)
+    second = BatchState(store, writes, 1)
+    assert second.get("stock/sku-1") == 9  # the round's newest value, not the store's
+    assert second.depends_on == {0}
+    third = BatchState(store, writes, 2)
+    assert third.get("stock/sku-2") is None
+    assert third.step_reply("o-2:0") is None
+    assert third.depends_on == set()
+    fourth = BatchState(store, writes, 3)
+    assert dict(fourth.scan("stock/")) == {"stock/sku-1": 9}
+    assert fourth.depends_on == {0}
+    assert first.depends_on == set()  # its own writes are no dependency
