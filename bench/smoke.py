@@ -11,6 +11,10 @@ Kafka itself cannot land unnoticed.
     python -m bench.smoke                    # check against the reference
     python -m bench.smoke --set-reference    # measure and keep a new reference (commit it)
 
+The ratio moves by about a third from run to run on a fresh broker (the loop's rate
+most); keep as the reference the median of three runs, so the floor sits clear of
+the noise and a halving still falls through it.
+
 Without SAGA_BOOTSTRAP_SERVERS it starts (and afterwards stops) an embedded broker of
 its own in a temporary folder.
 """
@@ -45,14 +49,21 @@ def inputs_per_saga() -> float:
 
 def measure(base: Settings, sagas: int, loop_inputs: int) -> dict[str, Any]:
     say(f"smoke: ceiling, {loop_inputs} inputs through a bare transactional loop")
-    bare = ceiling(base, loop_inputs)
-    say(f"  {bare}")
+    first = ceiling(base, loop_inputs)
+    say(f"  {first}")
     say(f"smoke: end to end, {sagas} order sagas with the five service processes")
     e2e, _ = end_to_end(base, sagas, paced_s=2.0)
     say(f"  {e2e['sagas_per_s']} sagas/s; step p50/p99 {e2e['step_latency_ms']['p50']}/"
         f"{e2e['step_latency_ms']['p99']} ms")
+    # The broker warms up over a run (the loop's rate varies by half from one run to
+    # the next): the better of a loop before and one after is the steadier baseline.
+    say("smoke: ceiling again, the broker warmed up")
+    last = ceiling(base, loop_inputs)
+    say(f"  {last}")
+    bare = max(first, last, key=lambda run: run["inputs_per_s"])
     ratio = e2e["sagas_per_s"] * inputs_per_saga() / bare["inputs_per_s"]
     return {"ceiling_inputs_per_s": bare["inputs_per_s"],
+            "ceiling_runs_inputs_per_s": [first["inputs_per_s"], last["inputs_per_s"]],
             "end_to_end_sagas_per_s": e2e["sagas_per_s"],
             "inputs_per_saga": inputs_per_saga(),
             "end_to_end_inputs_vs_ceiling": round(ratio, 4),
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench-smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sagas", type=int, default=1500)
-    parser.add_argument("--ceiling-inputs", type=int, default=20000)
+    parser.add_argument("--ceiling-inputs", type=int, default=30000)
     parser.add_argument("--set-reference", action="store_true",
                         help=f"keep this run's ratio as the reference ({REFERENCE.name})")
     args = parser.parse_args(argv)
