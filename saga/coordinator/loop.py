@@ -1,12 +1,15 @@
 """The coordinator loop: consume saga.inbox, decide, and hand each batch to a Checkpoint.
 
-Start-up checks the topics, opens the local stores (rebuilding what is unreadable) and
-the transactional producer. Each turn consumes a batch, takes the due timers, decides
-every input into an Outbox (pure: no Kafka call), creates any command topic the batch
-needs (outside any transaction), and commits the batch through a Checkpoint. On every
-assignment the stores first catch up with the journal and saga.timers (recovery.py).
-An abortable error rewinds the batch; a wedged producer is replaced; a fenced or fatal
-one stops the process with what to do next.
+Start-up (startup.py) checks the topics, opens the local stores (rebuilding what is
+unreadable) and the transactional producer. Each turn consumes a batch, takes the due
+timers, routes every input (router.py) and decides those it should into an Outbox
+(pure: no Kafka call), creates any command topic the batch needs (outside any
+transaction), and commits the batch through a Checkpoint. On every assignment the
+stores first catch up with the journal and saga.timers (recovery.py).
+
+A batch that cannot commit is read again, by one path (``_retry_batch``): an abortable
+error aborts it, a wedged producer is replaced first; a fenced or fatal one stops the
+process with what to do next.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, NoReturn, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
@@ -27,44 +30,35 @@ from saga.coordinator import observe
 from saga.coordinator.checkpoint import Checkpoint
 from saga.coordinator.config import CoordinatorConfig
 from saga.coordinator.outbox import Outbox, Topics
+from saga.coordinator.ownership import Ownership
 from saga.coordinator.recovery import catch_up, catch_up_timers
+from saga.coordinator.router import Decide, InputRouter, SendOn
+from saga.coordinator.startup import (
+    checked_topics,
+    group_consumer,
+    open_store,
+    transactional_producer,
+    while_kafka_recovers,
+)
 from saga.coordinator.state_cache import StateCache
 from saga.coordinator.timer_wheel import TimerWheel
 from saga.engine import events as ev
 from saga.engine.budget import RunBudget
 from saga.engine.decider import Decider
-from saga.engine.inputs import (
-    AbandonSaga,
-    CancelSaga,
-    CommandReply,
-    DeliverSignal,
-    FireTimer,
-    ResumeSaga,
-    StartSaga,
-)
+from saga.engine.inputs import StartSaga
+from saga.engine.state import SagaState
 from saga.engine.workflow import WorkflowRegistry
 from saga.errors import (
     ClaimStoreUnavailable,
     ClientStuck,
     CodecError,
     CoordinatorFenced,
-    KafkaUnavailable,
     SagaError,
-    TopicMismatch,
 )
 from saga.kafka import clients
-from saga.kafka.caches import open_topic_cache
 from saga.kafka.dead_letters import Source
-from saga.kafka.partitioner import partition_of
 from saga.kafka.records import DeadLetterReason, RecordCodec
-from saga.kafka.topics import (
-    admin_client,
-    check_topics,
-    create_topics,
-    load_specs,
-    service_topic_spec,
-    source_of,
-)
+from saga.kafka.topics import admin_client, create_topics, service_topic_spec, source_of
 from saga.layout import StateLayout
 from saga.store.projection import RocksProjection
 from saga.store.timer_index import PendingTimer, RocksTimerIndex
@@ -72,13 +66,7 @@ from saga.telemetry import metrics, tracing
 from saga.telemetry.logs import log_context, set_process_context
 
 log = logging.getLogger("saga.coordinator")
-#: The kinds of input, as the metrics name them.
-_INPUT_KINDS: dict[type, str] = {StartSaga: "start", DeliverSignal: "signal",
-                                 CancelSaga: "cancel", CommandReply: "reply",
-                                 FireTimer: "timer", ResumeSaga: "resume",
-                                 AbandonSaga: "abandon"}
 _T = TypeVar("_T")
-_Store = TypeVar("_Store", RocksProjection, RocksTimerIndex)
 
 
 @dataclass
@@ -91,6 +79,16 @@ class Stats:
     aborts: int = 0
     timers_fired: int = 0
     rerouted: int = 0
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """Why a batch is read again, said as a warning or as progress, and how long to
+    wait first so that a refusal that persists does not spin the loop."""
+
+    why: str
+    pause_s: float = 0.0
+    warn: bool = False
 
 
 class Coordinator:
@@ -115,18 +113,12 @@ class Coordinator:
         self.stats = Stats()
         self._say = progress or (lambda line: log.info(line))
         self._stop = threading.Event()
-        self._owned: set[int] = set()
+        self.ownership = Ownership()
         self._known_topics: set[str] = set()
         #: Services whose command topic is known to exist.
         self._ready_services: set[str] = set()
-        self._inbox_partitions = settings.partitions
+        self.router = InputRouter(self.codec, settings.partitions)
         self._states = StateCache(self.config.cache_size, self.config.state_cache_bytes)
-        #: Per owned inbox partition, the next offset to read as committed: every
-        #: transaction sends them (see Checkpoint.commit), not only the batch's own.
-        self._positions: dict[int, int] = {}
-        # A rebalance refreshes the partition gauges at once: a scrape right after an
-        # assignment sees every owned partition, and none that moved away.
-        self._gauges_stale = False
         layout = StateLayout(settings.state_dir)
         self.projection_path = layout.projection(self.config.instance_id)
         self.timers_path = layout.timer_index(self.config.instance_id)
@@ -139,41 +131,30 @@ class Coordinator:
 
     def run(self, *, until: Callable[[], bool] | None = None) -> Stats:
         """Process until stop() (or ``until()`` is true); returns the counters."""
-        self._while_kafka_recovers(self._check_topics, "checking the topics")
+        self._known_topics, partitions = self._recovering(
+            lambda: checked_topics(self.settings, self.topics.inbox), "checking the topics")
+        self.router.partitions = partitions
         admin = admin_client(self.kafka)
-        journal_source, timers_source = self._while_kafka_recovers(
+        journal_source, timers_source = self._recovering(
             lambda: (source_of(admin, self.topics.journal), source_of(admin, self.topics.timers)),
             "describing the cluster")
-        self.projection = self._open_store(RocksProjection, self.projection_path,
-                                           journal_source, "saga.journal")
-        index = self._open_store(RocksTimerIndex, self.timers_path, timers_source,
-                                 "saga.timers")
+        self.projection = open_store(RocksProjection, self.projection_path,
+                                     settings=self.settings, source=journal_source,
+                                     topic="saga.journal", say=self._say,
+                                     recovering=self._recovering)
+        index = open_store(RocksTimerIndex, self.timers_path, settings=self.settings,
+                           source=timers_source, topic="saga.timers", say=self._say,
+                           recovering=self._recovering)
         self.wheel = TimerWheel(index, self.projection, self.config.timer_fire_limit)
-        self.producer = self._while_kafka_recovers(self._transactional_producer,
-                                                   "starting the transactional producer")
-        self.consumer = self._subscribed_consumer()
+        self.producer = self._recovering(self._new_producer,
+                                         "starting the transactional producer")
+        self.consumer = group_consumer(self.settings)
+        self.consumer.subscribe([self.topics.inbox], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
         set_process_context(instance=self.config.instance_id, component="coordinator")
         self._say(f"coordinator {self.config.instance_id} consuming {self.topics.inbox}")
-        last_report = last_gauges = time.monotonic()
-        gauged: set[int] = set()
         try:
-            while not self._stop.is_set() and not (until and until()):
-                batch = self._next_batch()
-                due = self.wheel.due(self._owned)
-                if batch or due:
-                    self._process(batch, due)
-                if self._gauges_stale or \
-                        time.monotonic() - last_gauges >= self.config.gauges_every_s:
-                    last_gauges = time.monotonic()
-                    self._gauges_stale = False
-                    gauged = observe.partitions(self.consumer, self.topics.inbox, self._owned,
-                                                self._positions, self.wheel.index, gauged)
-                if self.config.report_every_s and \
-                        time.monotonic() - last_report >= self.config.report_every_s:
-                    last_report = time.monotonic()
-                    self._say(f"processed {self.stats.messages} inputs in "
-                              f"{self.stats.transactions} transactions; partitions "
-                              f"{sorted(self._owned)}")
+            self._turns(until)
         finally:
             # No flush: every record is produced inside a transaction that has been
             # committed or aborted by now, and a fenced producer would only raise.
@@ -182,6 +163,30 @@ class Coordinator:
             index.close()
             self.decider.forget()
         return self.stats
+
+    def _turns(self, until: Callable[[], bool] | None) -> None:
+        assert self.wheel is not None
+        last_report = last_gauges = time.monotonic()
+        gauged: set[int] = set()
+        ownership = self.ownership
+        while not self._stop.is_set() and not (until and until()):
+            batch = self._next_batch()
+            due = self.wheel.due(ownership.owned)
+            if batch or due:
+                self._process(batch, due)
+            if ownership.changed or \
+                    time.monotonic() - last_gauges >= self.config.gauges_every_s:
+                last_gauges = time.monotonic()
+                ownership.changed = False
+                gauged = observe.partitions(self.consumer, self.topics.inbox,
+                                            ownership.owned, ownership.positions,
+                                            self.wheel.index, gauged)
+            if self.config.report_every_s and \
+                    time.monotonic() - last_report >= self.config.report_every_s:
+                last_report = time.monotonic()
+                self._say(f"processed {self.stats.messages} inputs in "
+                          f"{self.stats.transactions} transactions; partitions "
+                          f"{sorted(ownership.owned)}")
 
     def _next_batch(self) -> list[Message]:
         """What the inbox holds now, up to a batch; when it holds nothing, the first
@@ -197,66 +202,12 @@ class Coordinator:
             return []
         return [first, *self.consumer.consume(self.config.batch_size - 1, 0)]
 
-    def _open_store(self, kind: Callable[[Path], _Store], path: Path, source: str,
-                    topic: str) -> _Store:
-        """A local store that is a cache of ``topic`` on this cluster (caught up on
-        assignment), rebuilt when it is not (saga/kafka/caches.py)."""
-        real = self.settings.topic(topic)
-        return open_topic_cache(
-            kind, path, source=source, topic=topic, say=self._say,
-            past_end=lambda offsets: self._while_kafka_recovers(
-                lambda: clients.offsets_past_end(self.kafka, real, offsets),
-                f"reading {topic}'s end"))
+    def _recovering(self, step: Callable[[], _T], what: str) -> _T:
+        return while_kafka_recovers(step, what, wait_s=self.config.startup_wait_s,
+                                    say=self._say)
 
-    def _while_kafka_recovers(self, step: Callable[[], _T], what: str) -> _T:
-        """``step()``, tried again while the cluster answers with transient errors."""
-        deadline = time.monotonic() + self.config.startup_wait_s
-        while True:
-            try:
-                return step()
-            except (KafkaUnavailable, KafkaException, TimeoutError) as exc:
-                transient = isinstance(exc, KafkaUnavailable | TimeoutError) \
-                    or clients.is_transient(exc)
-                if not transient or time.monotonic() >= deadline:
-                    raise
-                self._say(f"{what}: Kafka is not ready ({exc}); trying again")
-                time.sleep(2)
-
-    def _transactional_producer(self) -> Any:
-        producer = clients.producer(
-            self.kafka, transactional_id=f"{self.settings.topic_prefix}saga-coordinator-"
-            f"{self.config.instance_id}")
-        # Fences any earlier producer with this id and aborts its open transaction.
-        producer.init_transactions(60)
-        return producer
-
-    def _subscribed_consumer(self) -> Any:
-        prefix = self.settings.topic_prefix
-        consumer = clients.consumer(
-            self.kafka, f"{prefix}saga-coordinator",
-            **{"partition.assignment.strategy": "cooperative-sticky",
-               # Dynamic membership on purpose: with static members (group.instance.id)
-               # a leader killed between the two rounds of a cooperative rebalance
-               # rejoins without a rebalance, and the partitions it was handing over stay
-               # assigned to nobody. A dead instance's partitions move after this:
-               "session.timeout.ms": 10000,
-               # Members learn of a rebalance from a heartbeat reply: a shorter interval
-               # than the default 3 s shortens the pause of moving partitions.
-               "heartbeat.interval.ms": 1000,
-               "max.poll.interval.ms": 300000})
-        consumer.subscribe([self.topics.inbox], on_assign=self._on_assign,
-                           on_revoke=self._on_revoke, on_lost=self._on_lost)
-        return consumer
-
-    def _check_topics(self) -> None:
-        admin = admin_client(self.kafka)
-        specs = load_specs(self.settings)
-        problems = [p for p in check_topics(admin, specs)
-                    if "co-partitioning" in p or "is missing" in p]
-        if problems:
-            raise TopicMismatch(problems)
-        self._known_topics = {s.name for s in specs}
-        self._inbox_partitions = len(clients.partitions_of(self.kafka, self.topics.inbox))
+    def _new_producer(self) -> Any:
+        return transactional_producer(self.settings, self.config.instance_id)
 
     # ---- rebalance -----------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -268,97 +219,63 @@ class Coordinator:
         # require_stable, so the broker holds the answer while the previous owner's
         # transaction is open (KIP-447). Only once it is resolved is the journal
         # complete; catching up before it could miss what a paused old owner commits.
-        for tp in self._committed(consumer, partitions):
-            if tp.offset >= 0:
-                self._positions[tp.partition] = tp.offset
+        committed = self._recovering(
+            lambda: consumer.committed(partitions, timeout=self.config.committed_wait_s),
+            "fetching the committed offsets")
         applied = catch_up(self.projection, self.kafka, self.topics.journal, numbers,
                            self.codec)
         timer_records = catch_up_timers(self.wheel.index, self.kafka, self.topics.timers,
                                         numbers, self.codec)
-        self._owned.update(numbers)
-        self._gauges_stale = True
+        self.ownership.assigned(((tp.partition, tp.offset) for tp in committed), numbers)
         metrics.REBALANCES.labels("assigned").inc()
         self._say(f"assigned partitions {numbers}; caught up {applied} journal entries and "
                   f"{timer_records} timer records in {time.monotonic() - began:.2f}s")
 
-    def _committed(self, consumer: Any, partitions: list[TopicPartition]
-                   ) -> list[TopicPartition]:
-        """The group's committed offsets of ``partitions``, waiting out open
-        transactions (up to their timeout) and transient errors."""
-        return self._while_kafka_recovers(
-            lambda: consumer.committed(partitions, timeout=self.config.committed_wait_s),
-            "fetching the committed offsets")
-
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Between batches no transaction is open, so there is nothing to commit here;
         # live coroutines of sagas that move away must not be reused if they come back.
-        self._owned.difference_update(tp.partition for tp in partitions)
-        for tp in partitions:
-            self._positions.pop(tp.partition, None)
-        self._gauges_stale = True
+        # A lost assignment is handled alike.
+        self.ownership.revoked(tp.partition for tp in partitions)
         self.decider.forget()
         self._states.clear()
         metrics.REBALANCES.labels("revoked").inc()
         self._say(f"revoked partitions {sorted(tp.partition for tp in partitions)}")
 
-    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._on_revoke(consumer, partitions)
-
     # ---- one batch -----------------------------------------------------------------
     def _process(self, batch: list[Message], due: list[PendingTimer]) -> None:
+        outbox = Outbox(self.topics, self.codec, "coordinator", self.router.partitions)
+        retry = self._try_batch(batch, due, outbox)
+        if retry is not None:
+            self._retry_batch(batch, outbox, retry)
+
+    def _try_batch(self, batch: list[Message], due: list[PendingTimer], outbox: Outbox
+                   ) -> _Retry | None:
+        """Decide and commit the batch; what to say when it must be read again."""
         assert self.projection is not None
         assert self.wheel is not None
         began = time.monotonic()
-        now_ms = int(time.time() * 1000)
-        outbox = Outbox(self.topics, self.codec, "coordinator", self._inbox_partitions)
-        consumed: dict[int, int] = {}
-        first: dict[int, int] = {}
-        for message in batch:
-            if message.error() is None:
-                _, partition, offset = clients.where(message)
-                first.setdefault(partition, offset)
         try:
             self.wheel.fire(due, outbox)
-            for message in batch:
-                error = message.error()
-                if error is not None:
-                    if error.fatal() or error.code() == KafkaError._FATAL:
-                        self._fatal(error)
-                    log.warning("consume error: %s", error)
-                    continue
-                _, partition, offset = clients.where(message)
-                consumed[partition] = offset + 1
-                self._decide(message, partition, offset, now_ms, outbox)
+            consumed = self._decide_batch(batch, outbox)
         except ClaimStoreUnavailable as exc:  # no transaction began
-            self._say(f"{exc}; re-reading the batch")
-            self._drop_batch(outbox)
-            self._rewind(first)
-            time.sleep(1)  # an unmounted directory must not spin the loop
-            return
+            return _Retry(f"{exc}; re-reading the batch", pause_s=1)
         if not consumed and not due:
-            return
+            return None
         try:
             self._ensure_command_topics(outbox.services)
         except (SagaError, KafkaException, TimeoutError) as exc:  # no transaction began
-            self._say(f"creating a command topic failed ({exc}); re-reading the batch")
-            self._drop_batch(outbox)
-            self._rewind(first)
-            time.sleep(1)  # a refusal that persists must not spin the loop
-            return
+            return _Retry(f"creating a command topic failed ({exc}); re-reading the batch",
+                          pause_s=1)
         checkpoint = Checkpoint(self.producer, self.consumer, self.topics, self.projection,
                                 self.wheel.index)
-        offsets = {p: o for p, o in self._positions.items() if p in self._owned}
-        offsets.update(consumed)
         committing = time.monotonic()
         try:
-            sizes = checkpoint.commit(outbox, offsets)
+            sizes = checkpoint.commit(outbox, self.ownership.to_commit(consumed))
         except KafkaException as exc:
-            self._recover(exc, checkpoint, outbox, first)
-            return
+            return self._aborted(exc, checkpoint)
         except ClientStuck as exc:
-            self._replace_producer(exc, outbox, first)
-            return
-        self._positions.update(consumed)
+            return self._replaced_producer(exc)
+        self.ownership.committed(consumed)
         self._states.put_all(outbox.states, sizes)
         observe.committed(outbox, time.monotonic() - began, time.monotonic() - committing)
         self.stats.timers_fired += outbox.timers_fired
@@ -368,55 +285,51 @@ class Coordinator:
         self.stats.commands += outbox.commands
         self.stats.dead_letters += outbox.dead_letters
         self.stats.rerouted += outbox.rerouted_inputs
+        return None
 
-    def _decide(self, message: Message, partition: int, offset: int, now_ms: int,
-                outbox: Outbox) -> None:
+    def _decide_batch(self, batch: list[Message], outbox: Outbox) -> dict[int, int]:
+        """Route and decide every input into ``outbox``; per partition, the next offset."""
+        now_ms = int(time.time() * 1000)
+        consumed: dict[int, int] = {}
+        for message in batch:
+            error = message.error()
+            if error is not None:
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    self._fatal(error)
+                log.warning("consume error: %s", error)
+                continue
+            _, partition, offset = clients.where(message)
+            consumed[partition] = offset + 1
+            route = self.router.route(message.key(), message.value(), partition,
+                                      partial(clients.headers_of, message))
+            if route.kind is not None:
+                outbox.inputs[route.kind] += 1
+            if isinstance(route, Decide):
+                self._decide(route, message, partition, offset, now_ms, outbox)
+            elif isinstance(route, SendOn):
+                outbox.rerouted(route.saga_id, message.value(), route.home,
+                                clients.headers_of(message))
+                log.warning("%s/%d/%d (saga %s, key %r) belongs in partition %d: re-routed",
+                            self.topics.inbox, partition, offset, route.saga_id,
+                            message.key(), route.home)
+            else:
+                self._dead_letter(outbox, message, route.reason, route.detail)
+        return consumed
+
+    def _decide(self, route: Decide, message: Message, partition: int, offset: int,
+                now_ms: int, outbox: Outbox) -> None:
         assert self.projection is not None
-        try:
-            inbox = self.codec.decode_inbox(message.value())
-        except CodecError as exc:
-            self._dead_letter(outbox, message, DeadLetterReason.UNDECODABLE,
-                              f"{type(exc).__name__}: {exc}")
-            return
-        outbox.inputs[_INPUT_KINDS.get(type(inbox.value), "other")] += 1
-        key = message.key()
-        if key is not None and key != inbox.saga_id.encode():
-            self._dead_letter(outbox, message, DeadLetterReason.KEY_MISMATCH,
-                              f"record key {key!r} is not the saga id {inbox.saga_id!r}")
-            return
-        saga_id = inbox.saga_id
-        home = partition_of(saga_id, self._inbox_partitions)
-        if key is None or home != partition:
-            # Another client's partitioner (or no key): applied here it would split the
-            # saga's journal across partitions. Sent on to its own partition instead.
-            outbox.rerouted(saga_id, message.value(), home, clients.headers_of(message))
-            log.warning("%s/%d/%d (saga %s, key %r) belongs in partition %d: re-routed",
-                        self.topics.inbox, partition, offset, saga_id, key, home)
-            return
+        saga_id, value = route.saga_id, route.value
         state = outbox.states.get(saga_id) or self._states.get(saga_id) \
             or self.projection.get(saga_id)
-        value = inbox.value
-        traced = tracing.enabled()
-        if isinstance(value, StartSaga) and not value.trace:
-            # The starter's trace context rides in a header; the saga keeps it.
-            value = replace(value, trace=tracing.header(clients.headers_of(message)))
         try:
-            if traced:
-                started_by = state.trace if state is not None else \
-                    value.trace if isinstance(value, StartSaga) else ""
-                with log_context(saga_id=saga_id, partition=partition), tracing.span(
-                        f"saga.decide {_INPUT_KINDS.get(type(value), 'input')}",
-                        parent=tracing.saga_context(saga_id, started_by),
-                        attributes={"saga.id": saga_id, "kafka.partition": partition,
-                                    "kafka.offset": offset}):
-                    decision = self.decider.decide(saga_id, state, value, now_ms)
-            else:
-                with log_context(saga_id=saga_id, partition=partition):
-                    decision = self.decider.decide(saga_id, state, value, now_ms)
+            with log_context(saga_id=saga_id, partition=partition), tracing.decision(
+                    saga_id, route.kind, partition, offset,
+                    lambda: _started_by(state, route)):
+                decision = self.decider.decide(saga_id, state, value, now_ms)
         except Exception as exc:
             # An impossible history, or a bug of ours: the input is kept, with why.
-            log.exception("deciding %s for saga %s failed", type(inbox.value).__name__,
-                          saga_id)
+            log.exception("deciding %s for saga %s failed", type(value).__name__, saga_id)
             self.decider.forget([saga_id])
             self._dead_letter(outbox, message, DeadLetterReason.DECISION_FAILED,
                               f"{type(exc).__name__}: {exc}")
@@ -468,20 +381,55 @@ class Coordinator:
             self._ready_services.add(service)
 
     # ---- when a batch fails --------------------------------------------------------
-    def _recover(self, exc: KafkaException, checkpoint: Checkpoint, outbox: Outbox,
-                 first: dict[int, int]) -> None:
-        """Abort the batch and read it again; a fenced or fatal error stops the process."""
+    def _aborted(self, exc: KafkaException, checkpoint: Checkpoint) -> _Retry:
+        """Abort the open transaction; a fenced or fatal error stops the process."""
         error: KafkaError = exc.args[0]
-        self._drop_batch(outbox)
         if error.fatal() or error.code() == KafkaError._FATAL or not (
                 error.txn_requires_abort() or error.retriable()):
             self._fatal(error, exc)
-        log.warning("transaction aborted (%s); re-reading the batch", error)
         observe.aborted()
         checkpoint.abort()
-        self._rewind(first)
+        return _Retry(f"transaction aborted ({error}); re-reading the batch", warn=True)
 
-    def _fatal(self, error: KafkaError, cause: BaseException | None = None) -> None:
+    def _replaced_producer(self, exc: ClientStuck) -> _Retry:
+        """Give up a producer wedged inside librdkafka for a new one.
+
+        The new producer's init_transactions fences the old one, so whatever the old one
+        still holds open is aborted by the broker and never becomes visible."""
+        stuck = clients.stuck_calls()
+        if stuck > self.config.max_stuck_producers:
+            raise CoordinatorFenced(
+                f"coordinator {self.config.instance_id}: {stuck} transactional producers "
+                "replaced in a row are still blocked inside librdkafka",
+                hint="restart the process; if it recurs, check the brokers' health and "
+                "the network between them")
+        self._say(f"{exc}; replacing the transactional producer")
+        metrics.PRODUCER_REPLACEMENTS.inc()
+        # The old producer is not kept: its blocked call holds it until it returns.
+        self.producer = self._new_producer()
+        return _Retry("re-reading the batch after replacing the producer")
+
+    def _retry_batch(self, batch: list[Message], outbox: Outbox, retry: _Retry) -> None:
+        """Forget what the batch decided (its coroutines, cached states) and seek back
+        to its first input in each partition, so the next turn decides it again."""
+        self.decider.forget(outbox.states)
+        self._states.clear()
+        self.stats.aborts += 1
+        if retry.warn:
+            log.warning("%s", retry.why)
+        else:
+            self._say(retry.why)
+        first: dict[int, int] = {}
+        for message in batch:
+            if message.error() is None:
+                _, partition, offset = clients.where(message)
+                first.setdefault(partition, offset)
+        for partition, offset in first.items():
+            self.consumer.seek(TopicPartition(self.topics.inbox, partition, offset))
+        if retry.pause_s:
+            time.sleep(retry.pause_s)
+
+    def _fatal(self, error: KafkaError, cause: BaseException | None = None) -> NoReturn:
         fenced = error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
                                   KafkaError.INVALID_PRODUCER_EPOCH,
                                   KafkaError.FENCED_INSTANCE_ID)
@@ -492,32 +440,9 @@ class Coordinator:
             f"coordinator {self.config.instance_id} cannot go on: {error.str()}",
             hint=hint) from cause
 
-    def _replace_producer(self, exc: ClientStuck, outbox: Outbox, first: dict[int, int]
-                          ) -> None:
-        """Give up a producer wedged inside librdkafka and read the batch again.
 
-        The new producer's init_transactions fences the old one, so whatever the old one
-        still holds open is aborted by the broker and never becomes visible."""
-        self._drop_batch(outbox)
-        stuck = clients.stuck_calls()
-        if stuck > self.config.max_stuck_producers:
-            raise CoordinatorFenced(
-                f"coordinator {self.config.instance_id}: {stuck} transactional producers "
-                "replaced in a row are still blocked inside librdkafka",
-                hint="restart the process; if it recurs, check the brokers' health and "
-                "the network between them")
-        self._say(f"{exc}; replacing the transactional producer and re-reading the batch")
-        metrics.PRODUCER_REPLACEMENTS.inc()
-        # The old producer is not kept: its blocked call holds it until it returns.
-        self.producer = self._transactional_producer()
-        self._rewind(first)
-
-    def _drop_batch(self, outbox: Outbox) -> None:
-        """Forget what an aborted batch decided: its coroutines and cached states."""
-        self.decider.forget(outbox.states)
-        self._states.clear()
-        self.stats.aborts += 1
-
-    def _rewind(self, first: dict[int, int]) -> None:
-        for partition, offset in first.items():
-            self.consumer.seek(TopicPartition(self.topics.inbox, partition, offset))
+def _started_by(state: SagaState | None, route: Decide) -> str:
+    """The trace context the saga was started under ("" when it was not traced)."""
+    if state is not None:
+        return state.trace
+    return route.value.trace if isinstance(route.value, StartSaga) else ""

@@ -34,8 +34,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
@@ -187,6 +187,21 @@ def span(name: str, *, parent: SpanContext | str | None = None,
                                       attributes=attributes or {}) as current:
         own = current.get_span_context()
         yield _traceparent(own) if own.is_valid else None
+
+
+_UNTRACED: AbstractContextManager[str | None] = nullcontext()
+
+
+def decision(saga_id: str, kind: str, partition: int, offset: int,
+             started_by: Callable[[], str]) -> AbstractContextManager[str | None]:
+    """The span of one decision, under its saga. When tracing is off it is a shared
+    context that does nothing: no attributes built, no parent derived, no tracer asked
+    (the coordinator enters one per input)."""
+    if _tracer is None:
+        return _UNTRACED
+    return span(f"saga.decide {kind}", parent=saga_context(saga_id, started_by()),
+                attributes={"saga.id": saga_id, "kafka.partition": partition,
+                            "kafka.offset": offset})
 
 
 def header(headers: Sequence[tuple[str, Any]] | None) -> str:
