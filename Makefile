@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PEERS_VENV  := .venv-peers
+PEERS_PY    := $(PEERS_VENV)/bin/python
+PEERS_STAMP := $(PEERS_VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv demo test test-unit lint bench bench-smoke profile fuzz clean kafka-start kafka-stop
+.PHONY: venv demo test test-unit lint bench bench-smoke bench-peers peers-venv profile fuzz clean kafka-start kafka-stop
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -44,6 +47,21 @@ bench-smoke: venv
 # docs/profiles/<label>-*.svg with a summary in docs/profiles/<label>.md.
 profile: venv
 	$(PY) -m bench.profile $(PROFILE_ARGS)
+
+# The same order saga on Temporal, DBOS (SQLite and PostgreSQL), Restate and kafka-saga,
+# each on its real server on loopback, in one run: bench/results/peers-*.json, a table
+# in bench/results/peers-latest.md and a chart (PNG). Installs the peers into
+# .venv-peers (the `peers` extra) so the main install stays lean; the Restate driver
+# installs Restate's server from npm into .peers/ on first use.
+bench-peers: peers-venv
+	$(PEERS_PY) -m bench.peers $(PEERS_ARGS)
+
+peers-venv: $(PEERS_STAMP)
+$(PEERS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q -e '.[peers]'
+	@rm -f $(PEERS_VENV)/.installed-* && touch $@
 
 # Property-based fuzzing (Hypothesis) of the codecs, the decider and the fold: 100,000
 # cases in all (FUZZ_EXAMPLES is shared out by weight; `make test` runs a short pass);
