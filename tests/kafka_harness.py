@@ -22,6 +22,7 @@ from pathlib import Path
 from saga.dev.embedded import (
     KAFKA_VERSION,
     EmbeddedKafka,
+    dev_jvm_opts,
     free_port,
     kafka_env,
     kraft_properties,
@@ -111,7 +112,8 @@ def _container() -> Iterator[str]:
     image = os.environ.get("SAGA_KAFKA_IMAGE", DEFAULT_IMAGE)
     container = DockerContainer(image).with_kwargs(network_mode="host")
     for key, value in {**kafka_env(props), "CLUSTER_ID": new_cluster_id(),
-                       "KAFKA_HEAP_OPTS": "-Xmx768m -Xms256m"}.items():
+                       "KAFKA_HEAP_OPTS": "-Xmx768m -Xms256m",
+                       "KAFKA_OPTS": " ".join(dev_jvm_opts())}.items():
         container = container.with_env(key, value)
     container.start()
     try:

@@ -42,6 +42,17 @@ SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 #: The secured cluster's super user, created with the storage (SCRAM-SHA-512).
 ADMIN_USER = "admin"
 _HEAP = "-Xmx512m"
+#: JIT of the development brokers (embedded, and the tests' containers): the client
+#: compiler only. A fresh broker's C2 compiler threads took 6 of its 12 CPU seconds in
+#: a 4,000-saga run on two cores, while the broker's own work took 3, and left it 2.9x
+#: the CPU per saga (bench/results: the profile of 2026-12-06); code compiled by C1 only
+#: is slower at its peak, which a development broker never needs. SAGA_KAFKA_JVM_OPTS
+#: replaces it (empty: the JVM's defaults).
+DEV_JVM_OPTS = "-XX:TieredStopAtLevel=1"
+
+
+def dev_jvm_opts() -> list[str]:
+    return os.environ.get("SAGA_KAFKA_JVM_OPTS", DEV_JVM_OPTS).split()
 Progress = Callable[[str], None]
 # Popen objects of the nodes this process started: kept so they are reaped when they exit
 # (no zombies, no ResourceWarning from a collected Popen of a running process).
@@ -410,7 +421,7 @@ class EmbeddedKafka:
                 raise EmbeddedKafkaError(f"formatting node {node.node_id} failed: {said}")
         log = (node_dir / "server.log").open("ab")
         process = subprocess.Popen(
-            [java, _HEAP, "-Xms128m",
+            [java, _HEAP, "-Xms128m", *dev_jvm_opts(),
              f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}",
              "-cp", classpath, "kafka.Kafka", str(config)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
