@@ -122,6 +122,7 @@ def drive(sagas: int, concurrency: int, url: str, meter: common.CpuMeter,
         say(f"dbos: launched on {url}; {sagas} sagas, {concurrency} in flight")
 
         async def load() -> tuple[list[float], dict[str, int], float]:
+            await common.warm_up(concurrency, one)
             meter.start()
             try:
                 return await common.keep_in_flight(sagas, concurrency, one)

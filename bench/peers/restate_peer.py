@@ -265,6 +265,7 @@ async def drive(sagas: int, concurrency: int, meter: common.CpuMeter,
         async def one(n: int) -> str:
             return await saga(client, f"order-{n}", n)
 
+        await common.warm_up(concurrency, one)
         meter.start()
         try:
             return await common.keep_in_flight(sagas, concurrency, one)

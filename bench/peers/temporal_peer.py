@@ -173,7 +173,8 @@ async def drive(sagas: int, concurrency: int, server: subprocess.Popen[bytes], l
     async with Worker(client, task_queue=TASK_QUEUE, workflows=[OrderSaga],
                       activities=ACTIVITIES):
         meter = common.CpuMeter({"temporal-server": server.pid})
-        say(f"temporal: {sagas} sagas, {concurrency} in flight")
+        say(f"temporal: warm-up, then {sagas} sagas, {concurrency} in flight")
+        await common.warm_up(concurrency, one)
         meter.start()
         latencies, outcomes, wall_s = await common.keep_in_flight(sagas, concurrency, one)
         spent = meter.stop()
