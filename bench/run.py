@@ -33,7 +33,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from bench import evolution, scaling, timers, visibility
+from bench import evolution, scaling, timers, visibility, waiting
 from bench.watch import JournalWatcher, process_cpu_s
 from saga.config import Settings
 from saga.coordinator.recovery import rebuild_projection
@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="sagas sent at 500/s for the visibility lag (0 skips it)")
     parser.add_argument("--long-lived", action=argparse.BooleanOptionalAction, default=True,
                         help="run continue-as-new's replay and the 1,000-children fan-out")
+    parser.add_argument("--waiting", type=int, default=1_000_000,
+                        help="sagas left waiting, for the coordinator's memory per waiting "
+                        "saga (0 skips it)")
     args = parser.parse_args(argv)
     base = Settings.from_env()
     if not base.bootstrap_servers:
@@ -363,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         say("long-lived: a parent with 1,000 children, against 1,000 sagas started directly")
         lived["fan_out"] = evolution.fan_out(fresh_settings(base, "fanout"))
         say(f"  {lived['fan_out']}")
+    memory: dict[str, Any] = {}
+    if args.waiting:
+        say(f"memory: {args.waiting} sagas left waiting on one coordinator")
+        memory = waiting.memory_per_waiting_saga(fresh_settings(base, "waiting"),
+                                                 args.waiting, say)
+        say(f"  {memory}")
     several: dict[str, Any] = {}
     if args.scaling:
         runs = []
@@ -388,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _commit(),
         "ceiling": top, "coordinator": coord, "end_to_end": e2e, "rebuild": rebuilt,
         "timer_wheel": wheel, "timer_catch_up": downtime, "scaling": several,
-        "visibility": seen, "long_lived": lived,
+        "visibility": seen, "long_lived": lived, "waiting_memory": memory,
         "ratios": {
             "coordinator_vs_ceiling": round(coord["inputs_per_s"] / top["inputs_per_s"], 3),
             "end_to_end_inputs_vs_ceiling": round(
@@ -429,10 +438,20 @@ def render(result: dict[str, Any]) -> str:
         f"{e['step_latency_ms']['p99']} ms | |",
         f"| step latency p50 / p99, in the burst | {e['burst_step_latency_ms']['p50']} / "
         f"{e['burst_step_latency_ms']['p99']} ms | |",
-        f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | |", "",
+        f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | |",
+        *_render_waiting(result), "",
         *_render_timers(result), "", *_render_scaling(result), "",
         *_render_visibility(result), "", *_render_long_lived(result), ""]).replace(
             "\n\n\n", "\n\n")
+
+
+def _render_waiting(result: dict[str, Any]) -> list[str]:
+    memory = result.get("waiting_memory")
+    if not memory:
+        return []
+    return [f"| coordinator memory per waiting saga, {memory['waiting']:,} waiting | "
+            f"{memory['rss_bytes_per_waiting_saga']} bytes (RSS "
+            f"{memory['baseline_rss_mb']} -> {memory['samples'][-1]['rss_mb']} MB) | |"]
 
 
 def _render_visibility(result: dict[str, Any]) -> list[str]:

@@ -58,6 +58,20 @@ class JournalWatcher:
     def wait_started(self, ids: Iterable[str], timeout_s: float) -> None:
         self._wait(ids, self.started, timeout_s, "started", None)
 
+    def wait_count_started(self, count: int, timeout_s: float,
+                           say: Callable[[str], None] | None = None) -> None:
+        """Wait until ``count`` sagas have started (any ids: a million would not be
+        listed one by one)."""
+        began, last = time.monotonic(), 0
+        while len(self.started) < count:
+            if time.monotonic() - began > timeout_s:
+                raise RuntimeError(f"only {len(self.started)}/{count} sagas started in "
+                                   f"{timeout_s}s")
+            if say is not None and len(self.started) - last >= max(1, count // 10):
+                last = len(self.started)
+                say(f"  {last}/{count} sagas started")
+            time.sleep(0.2)
+
     def wait_ended(self, ids: Iterable[str], timeout_s: float,
                    say: Callable[[str], None] | None = None) -> float:
         """Wait until every saga of ``ids`` has ended; the seconds it took."""

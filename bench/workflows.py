@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from saga import SagaContext, seconds, workflow
+from saga import SagaContext, hours, seconds, workflow
 
 
 @workflow("bench_nap")
@@ -13,3 +13,11 @@ async def bench_nap(ctx: SagaContext, data: dict[str, Any]) -> dict[str, Any]:
     started = int(ctx.now().timestamp() * 1000)
     await ctx.sleep(seconds(max(0, data["wake_at_ms"] - started) / 1000))
     return {"slept_ms": max(0, data["wake_at_ms"] - started)}
+
+
+@workflow("bench_wait")
+async def bench_wait(ctx: SagaContext, data: dict[str, Any]) -> dict[str, Any]:
+    """Wait up to a day for ``go``: a saga that holds a durable timer and does nothing,
+    the shape of most sagas at any moment (an order waiting for its pick)."""
+    got = await ctx.wait_signal("go", timeout=hours(24))
+    return {"got": got is not None}
