@@ -148,8 +148,10 @@ def rebuild_projection(settings: Settings, into: Path, *,
         projection.close()
 
 
-def fold_journal(settings: Settings) -> dict[str, SagaState]:
-    """Every saga's state, folded straight from saga.journal (no projection involved)."""
+def fold_journal(settings: Settings, on_entry: Callable[[ev.Entry], None] | None = None
+                 ) -> dict[str, SagaState]:
+    """Every saga's state, folded straight from saga.journal (no projection involved);
+    ``on_entry`` sees each entry folded (`saga verify-replay --dump`)."""
     topic = settings.topic("saga.journal")
     messages = RecordCodec.for_settings(settings)
     states: dict[str, SagaState] = {}
@@ -160,4 +162,6 @@ def fold_journal(settings: Settings) -> dict[str, SagaState]:
             held = states.get(record.entry.saga_id) or SagaState(record.entry.saga_id)
             check_sequence(held, record.entry, f"{topic}/{record.partition}/{record.offset}")
             states[record.entry.saga_id] = apply(held, record.entry)
+            if on_entry is not None:
+                on_entry(record.entry)
     return states

@@ -100,6 +100,10 @@ class WorkflowRegistry:
     def names(self) -> list[str]:
         return sorted({name for name, _ in self._by_key})
 
+    def definitions(self) -> list[WorkflowDefinition]:
+        """Every registered definition, by name and version."""
+        return [self._by_key[key] for key in sorted(self._by_key)]
+
     def include(self, other: WorkflowRegistry) -> WorkflowRegistry:
         """Add every definition of ``other`` (the built-in workflows); this registry."""
         for definition in other._by_key.values():

@@ -5,9 +5,22 @@ changelog topic (what reports read, from any machine)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from saga.store.service_store import DATA, STEP, ServiceStore, StateChange, StepReply
+from saga.store.service_store import DATA, STEP, StateChange, StepReply, VersionClock
+
+
+class StoreView(Protocol):
+    """What a batch reads and versions its writes by: the service's local store
+    (ServiceStore, RocksDB), or saga.testing's in-memory one."""
+
+    clock: VersionClock
+
+    def get(self, key: str) -> Any: ...
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]: ...
+
+    def step_reply(self, idempotency_key: str) -> StepReply | None: ...
 
 
 class RoundWrites:
@@ -39,7 +52,7 @@ class BatchState:
     ``round`` holds what the round's earlier batches staged; ``depends_on`` collects
     the partitions whose staged changes this batch read."""
 
-    def __init__(self, store: ServiceStore, round: RoundWrites | None = None,
+    def __init__(self, store: StoreView, round: RoundWrites | None = None,
                  partition: int = -1) -> None:
         self._store = store
         self._round = round
@@ -111,6 +124,11 @@ class ServiceState:
         start = DATA + prefix
         yield from sorted((k[len(DATA):], c.value) for k, c in self._latest.items()
                           if k.startswith(start))
+
+    def step_reply(self, idempotency_key: str) -> StepReply | None:
+        held = self._latest.get(STEP + idempotency_key)
+        return None if held is None else StepReply(held.value["command_id"],
+                                                   held.value["reply"])
 
     def step_replies(self) -> dict[str, StepReply]:
         """Per idempotency key, the reply the step got."""

@@ -62,6 +62,21 @@ def test_the_service_sdk_keeps_its_names() -> None:
         assert getattr(saga.service, name) is not None, name
 
 
+TESTING_NAMES = {"DeadLetter", "History", "Reply", "SagaParkedError", "SagaStalled",
+                 "SagaTestEnv", "SagaTestHandle", "ScheduledTimer", "SentCommand",
+                 "UnhandledCommand", "assert_replays", "load_history", "load_journal",
+                 "replay"}
+
+
+def test_the_testing_api_keeps_its_names() -> None:
+    import saga.testing
+
+    assert set(saga.testing.__all__) == TESTING_NAMES
+    for name in saga.testing.__all__:
+        assert getattr(saga.testing, name) is not None, name
+    assert callable(saga.testing.replay)  # the function, not a module of that name
+
+
 def test_every_error_descends_from_the_one_root() -> None:
     from saga import errors
 
