@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -38,10 +39,13 @@ from saga.errors import (
     CodecError,
     ConfigError,
     KafkaUnavailable,
+    RequestRefused,
     SagaError,
     SagaNotFound,
+    ServerBusy,
     UnknownSagaType,
     UpdateRefused,
+    error_of_code,
 )
 from saga.kafka import clients
 from saga.kafka.inbox import InboxProducer
@@ -139,8 +143,8 @@ class HttpBackend:
         return found
 
     def history(self, saga_id: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._call(
-            "GET", f"/api/sagas/{_quoted(saga_id)}/history", saga_id=saga_id)
+        rows: list[dict[str, Any]] = self._every_page(
+            f"/api/sagas/{_quoted(saga_id)}/history", {}, saga_id=saga_id)
         return rows
 
     def listing(self, query: ListQuery) -> Listing:
@@ -159,9 +163,14 @@ class HttpBackend:
         deadline = time.monotonic() + timeout_s
         while True:
             wait = max(0.0, min(60.0, deadline - time.monotonic()))
-            self._call("GET", f"/api/sagas/{_quoted(saga_id)}/result",
-                       params={"wait": round(wait, 3)}, saga_id=saga_id,
-                       timeout=wait + 30)
+            try:
+                self._call("GET", f"/api/sagas/{_quoted(saga_id)}/result",
+                           params={"wait": round(wait, 3)}, saga_id=saga_id,
+                           timeout=wait + 30)
+            except ServerBusy:
+                # The server holds all the waiting requests it takes: poll instead, at
+                # the pace its Retry-After asks for.
+                time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
             summary = self.summary(saga_id)
             if _ended(summary) or time.monotonic() >= deadline:
                 return summary
@@ -177,13 +186,25 @@ class HttpBackend:
         return answer
 
     def schedules(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._call("GET", "/api/schedules")
+        found: list[dict[str, Any]] = self._every_page("/api/schedules", {})
         return found
 
     def get(self, path: str, **params: Any) -> Any:
-        """Any GET of the API (the CLI's timers and dead letters)."""
-        return self._call("GET", path, params={k: v for k, v in params.items()
-                                               if v is not None})
+        """Any GET of the API (the CLI's timers and dead letters); a list answered a page
+        at a time comes whole."""
+        return self._every_page(path, {k: v for k, v in params.items() if v is not None})
+
+    def _every_page(self, path: str, params: dict[str, Any], *, saga_id: str | None = None
+                    ) -> Any:
+        """The answer to GET ``path``, with every further page its Link rel=next names
+        (histories, dead letters and schedules come a page at a time)."""
+        response = self._respond("GET", path, saga_id=saga_id, params=params)
+        found = response.json()
+        while isinstance(found, list) and "next" in response.links:
+            # The server names the next page by its path and query, as it routes them.
+            response = self._respond("GET", response.links["next"]["url"], saga_id=saga_id)
+            found.extend(response.json())
+        return found
 
     def post(self, path: str, body: Any) -> Any:
         """Any POST of the API (the CLI's redrive)."""
@@ -194,6 +215,11 @@ class HttpBackend:
 
     def _call(self, method: str, path: str, *, saga_id: str | None = None,
               timeout: float | None = None, **kwargs: Any) -> Any:
+        return self._respond(method, path, saga_id=saga_id, timeout=timeout,
+                             **kwargs).json()
+
+    def _respond(self, method: str, path: str, *, saga_id: str | None = None,
+                 timeout: float | None = None, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                                           **kwargs)
@@ -201,35 +227,42 @@ class HttpBackend:
             raise KafkaUnavailable(f"the API at {self.url} did not answer: {exc}",
                                    hint="check that `saga server` runs there and "
                                    "SAGA_API_URL names it, then try again") from exc
-        if response.status_code == 404 and saga_id is not None:
-            raise _not_found(saga_id)
-        if response.status_code in (401, 403):
-            try:
-                said = response.json()
-            except ValueError:
-                said = {"error": response.text[:200]}
-            raise AccessDenied(f"the API refused {method} {path} ({response.status_code}): "
-                               f"{said.get('error')}", hint=said.get("hint") or "set "
-                               "SAGA_API_TOKEN to a token the server accepts")
-        if response.status_code == 409 and "update" in path:
-            raise UpdateRefused(str(response.json().get("error")), hint=response.json().get(
-                "hint"))
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                error, hint = body.get("error", response.text), body.get("hint")
-            except ValueError:
-                error, hint = response.text, None
-            if response.status_code == 422 and "no workflow named" in str(error):
-                raise UnknownSagaType(str(error), hint=hint)
-            kind = KafkaUnavailable if response.status_code >= 500 else SagaError
-            raise kind(f"the API refused {method} {path} ({response.status_code}): {error}",
-                       hint=hint)
-        return response.json()
+            raise _refusal(response, method, path, saga_id)
+        return response
+
+
+def _refusal(response: httpx.Response, method: str, path: str, saga_id: str | None
+             ) -> SagaError:
+    """The error an API refusal stands for: the class of its ``code`` (saga.errors'
+    HTTP_ERRORS), whatever its wording; by its status when it has none (a proxy's page,
+    a server older than codes)."""
+    try:
+        said = response.json()
+    except ValueError:
+        said = None
+    if not isinstance(said, dict):
+        said = {"error": response.text[:200]}
+    error, hint = str(said.get("error")), said.get("hint")
+    kind = error_of_code(said.get("code"))
+    if kind is None:
+        kind = (SagaNotFound if response.status_code == 404 and saga_id is not None
+                else AccessDenied if response.status_code in (401, 403)
+                else KafkaUnavailable if response.status_code >= 500 else RequestRefused)
+    if kind is SagaNotFound and saga_id is not None:
+        return _not_found(saga_id)
+    if kind in (SagaNotFound, UnknownSagaType, UpdateRefused):  # about the saga: as said
+        return kind(error, hint=hint)
+    return kind(f"the API refused {method} {path} ({response.status_code}): {error}",
+                hint=hint)
 
 
 def _quoted(text: str) -> str:
-    return httpx.URL(path=text).raw_path.decode()
+    """``text`` as one path segment: every byte but the unreserved ones escaped (a / and
+    a % too, so an id is never read as a path or an escape), and the segments . and ..,
+    which URL libraries resolve away, as %2E."""
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 # ---- straight through Kafka --------------------------------------------------------------

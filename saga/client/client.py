@@ -32,13 +32,10 @@ from saga.engine.schedule import (
     schedule_saga_id,
 )
 from saga.errors import (
-    SagaCancelled,
-    SagaCompensated,
-    SagaDidNotComplete,
-    SagaFailed,
     SagaStillRunning,
     UpdateRefused,
     UpdateTimedOut,
+    did_not_complete,
 )
 from saga.kafka.inbox import check_saga_id
 from saga.store.visibility import ListQuery
@@ -93,11 +90,6 @@ class SagaPage:
     sagas: list[SagaInfo]
     #: Pass to ``list(cursor=...)`` for the next page; None on the last.
     next_cursor: str | None
-
-
-_ENDINGS: dict[SagaStatus, type[SagaDidNotComplete]] = {
-    SagaStatus.COMPENSATED: SagaCompensated, SagaStatus.FAILED: SagaFailed,
-    SagaStatus.CANCELLED: SagaCancelled}
 
 
 class BlockingSagaClient:
@@ -245,9 +237,7 @@ class BlockingSagaClient:
         if info.status is SagaStatus.COMPLETED:
             return info.result
         assert info.status is not None
-        reason = info.error or (info.result.get("reason") if isinstance(info.result, dict)
-                                else None) or info.status.value.lower()
-        raise _ENDINGS[info.status](saga_id, info.status.value, str(reason), info.result)
+        raise did_not_complete(saga_id, info.status.value, info.error or "", info.result)
 
     def close(self) -> None:
         self._backend.close()

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
-import orjson
+from saga.errors import Forbidden, Unauthenticated
+from saga.server.guards import READS, refuse
 
 _Scope = dict[str, Any]
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Role(Enum):
@@ -54,28 +54,17 @@ class TokenAuth:
                 or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        needed = Role.READ if scope["method"] in _READS else Role.OPERATE
+        needed = Role.READ if scope["method"] in READS else Role.OPERATE
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         role = self.tokens.role_of(token.strip()) if scheme.lower() == "bearer" else None
         if role is None:
-            await _refuse(send, 401, "this API needs a bearer token" if not header else
-                          "the bearer token is not one this server knows",
-                          "send `Authorization: Bearer <token>`: the client and the CLI "
-                          "take it from SAGA_API_TOKEN; the server's tokens are "
-                          "SAGA_API_READ_TOKENS and SAGA_API_OPERATE_TOKENS")
+            await refuse(scope, receive, send, Unauthenticated(
+                "this API needs a bearer token" if not header else
+                "the bearer token is not one this server knows"),
+                headers={"www-authenticate": 'Bearer realm="kafka-saga"'})
         elif needed is Role.OPERATE and role is not Role.OPERATE:
-            await _refuse(send, 403, f"a read token cannot {scope['method']} {scope['path']}",
-                          "use a token listed in the server's SAGA_API_OPERATE_TOKENS")
+            await refuse(scope, receive, send, Forbidden(
+                f"a read token cannot {scope['method']} {scope['path']}"))
         else:
             await self.app(scope, receive, send)
-
-
-async def _refuse(send: Any, status: int, error: str, hint: str) -> None:
-    body = orjson.dumps({"error": error, "hint": hint})
-    headers = [(b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="kafka-saga"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

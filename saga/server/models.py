@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from saga.engine.lifecycle import SagaStatus
+from saga.errors import ErrorCode
 
 #: Longest saga id the API takes (a Kafka key can be longer; nobody needs it to be).
 MAX_ID = 512
@@ -18,7 +19,8 @@ LETTER_ID = r"^[0-9]{1,9}:[0-9]{1,19}$"
 
 
 class ErrorBody(BaseModel):
-    error: str = Field(description="what went wrong")
+    error: str = Field(description="what went wrong, for a person (the wording may change)")
+    code: ErrorCode = Field(description="what went wrong, for a program: stable")
     hint: str | None = Field(None, description="what to do about it")
     details: list[dict[str, Any]] | None = Field(None, description="per field, for a "
                                                  "request that does not fit its schema")
@@ -27,9 +29,19 @@ class ErrorBody(BaseModel):
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     type: str = Field(min_length=1, max_length=200, description="the workflow, e.g. order")
-    id: str = Field(min_length=1, max_length=MAX_ID, pattern=r"^[^/\x00]+$",
-                    description="the saga id; starting the same id again starts nothing")
+    id: str = Field(min_length=1, max_length=MAX_ID, pattern=r"^[^\x00]+$",
+                    description="the saga id; starting the same id again starts nothing. "
+                    "In paths, percent-encode it as one segment (a / as %2F)")
     input: Any = Field(None, description="the saga's input, any JSON")
+
+    @field_validator("id")
+    @classmethod
+    def addressable(cls, value: str) -> str:
+        # A browser turns a path segment "." or ".." (even escaped as %2E) into a move
+        # up the path before it sends anything: such a saga could not be reached.
+        if value in (".", ".."):
+            raise ValueError("the ids . and .. cannot be named in a URL path")
+        return value
 
 
 class StartResponse(BaseModel):
@@ -48,6 +60,13 @@ class SignalRequest(BaseModel):
 class ReasonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     reason: str | None = Field(None, max_length=1000)
+
+
+class EmptyRequest(BaseModel):
+    """``{}``: a route that acts takes a JSON body even when it needs no field (an HTML
+    form on another site cannot send one)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class AbandonRequest(ReasonRequest):
@@ -116,6 +135,8 @@ class TimersReport(BaseModel):
     now_ms: int
     pending: int
     overdue: int
+    overdue_capped: bool = Field(description="overdue was counted up to the server's "
+                                 "SAGA_SERVER_SCAN_LIMIT and there are more")
     next_due_ms: int | None
     timers: list[PendingTimer] = Field(description="the earliest due, up to limit")
 
@@ -134,12 +155,25 @@ class RedriveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     ids: list[Annotated[str, Field(pattern=LETTER_ID)]] = Field(default_factory=list,
-                                                                max_length=10_000)
+                                                                max_length=1000)
     reason: str | None = Field(None, min_length=1, max_length=200)
+    limit: int = Field(1000, ge=1, le=1000, description="with reason: letters per request")
+    cursor: str | None = Field(None, max_length=2000, description="with reason: the "
+                               "next_cursor of the previous request")
+
+
+class Refused(BaseModel):
+    id: str
+    reason: str = Field(description="why it was not sent back (RedriveRefusal)")
+    detail: str
 
 
 class Redriven(BaseModel):
     redriven: list[str]
+    refused: list[Refused] = Field(default_factory=list, description="letters not sent "
+                                   "back, with why")
+    next_cursor: str | None = Field(None, description="with reason: more letters may have "
+                                    "it; send again with this cursor")
 
 
 class Durations(BaseModel):
@@ -152,7 +186,9 @@ class Durations(BaseModel):
 
 class Stats(BaseModel):
     counts: dict[str, int] = Field(description="sagas per status")
-    durations: dict[str, Durations] = Field(description="per saga type, of ended sagas (ms)")
+    durations: dict[str, Durations] = Field(description="per saga type, of ended sagas (ms; "
+                                            "percentiles within 2 %, count and max exact)")
+    dead_letters: int = Field(description="letters in saga.dlq")
 
 
 class RecentBucket(BaseModel):
@@ -184,7 +220,7 @@ class UpdateAnswer(BaseModel):
 
 class ScheduleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    schedule_id: str = Field(min_length=1, max_length=200, pattern=r"^[^/\x00]+$")
+    schedule_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
     cron: str = Field(min_length=1, max_length=200,
                       description="five fields (minute hour day month weekday), or six "
                       "with seconds last")
@@ -226,12 +262,17 @@ class BulkRequest(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200, description="signal: its name")
     payload: Any = None
     reason: str | None = Field(None, max_length=1000)
+    limit: int = Field(1000, ge=1, le=1000, description="sagas per request")
+    cursor: str | None = Field(None, max_length=2000, description="the next_cursor of "
+                               "the previous request")
 
 
 class BulkResult(BaseModel):
     matched: list[str]
     sent: int
     dry_run: bool
+    next_cursor: str | None = Field(description="more sagas may match: send the same "
+                                    "request again with this cursor; null once done")
 
 
 class Health(BaseModel):

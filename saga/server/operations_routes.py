@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from saga.errors import RequestRefused
-from saga.kafka.dead_letters import from_json, public, redrive
+from saga.errors import DeadLetterNotFound, InvalidRequest
+from saga.kafka.dead_letters import from_json, redrive
 from saga.server import models
-from saga.server.responses import check_text, json_response
+from saga.server.guards import JsonBodyRoute
+from saga.server.responses import check_text, json_response, raw_response
+from saga.server.saga_routes import Cursor, next_link
 from saga.server.visibility import Visibility
 from saga.store.visibility import VisibilityIndex
 from saga.telemetry import metrics
 
+LetterId = Annotated[str, Path(pattern=models.LETTER_ID)]
+
 
 def operations_routes(visibility: Visibility) -> APIRouter:
-    routes = APIRouter()
+    routes = APIRouter(route_class=JsonBodyRoute)
     index = visibility.index
+    scan_limit = visibility.settings.server_scan_limit
 
     @routes.get("/healthz", response_model=models.Health, tags=["health"])
     async def healthz() -> Response:
@@ -42,7 +49,7 @@ def operations_routes(visibility: Visibility) -> APIRouter:
                 responses={200: {"content": {"text/plain": {}},
                                  "description": "Prometheus text format"}})
     async def prometheus() -> Response:
-        for status, count in index.counts().items():
+        for status, count in (await visibility.read(index.counts)).items():
             metrics.SAGAS.labels(status).set(count)
         for topic, lag in visibility.feed.status.lag.items():
             metrics.INDEX_LAG.labels(topic).set(lag)
@@ -50,46 +57,77 @@ def operations_routes(visibility: Visibility) -> APIRouter:
 
     @routes.get("/api/timers", response_model=models.TimersReport, tags=["timers"])
     async def timers(limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> Response:
-        return json_response(index.timers(int(time.time() * 1000), limit))
+        def report() -> bytes:  # encoded in the reading thread: up to 10,000 timers
+            return orjson.dumps(index.timers(int(time.time() * 1000), limit,
+                                             scan_limit=scan_limit))
 
-    @routes.get("/api/dlq", response_model=list[models.DeadLetter], tags=["dead letters"])
-    async def dlq(reason: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-        check_text(reason)
-        return json_response([_shown(letter) for letter in index.dead_letters(reason)])
+        return raw_response(await visibility.scan(report))
 
-    @routes.get("/api/dlq/letters/{letter_id}", response_model=models.DeadLetter,
+    @routes.get("/api/dlq", response_model=list[models.DeadLetter], tags=["dead letters"],
+                description="A page of the dead letters (up to limit), oldest first per "
+                "partition; a Link header with rel=next names the next page. How many "
+                "there are in all: GET /api/stats.")
+    async def dlq(request: Request,
+                  reason: Annotated[str | None, Query(max_length=200)] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                  cursor: Cursor = None) -> Response:
+        check_text(reason, cursor)
+        def letters() -> tuple[bytes, str | None]:
+            page = index.letters_page(reason, limit=limit, cursor=cursor,
+                                      scan_limit=scan_limit)
+            return orjson.dumps(page.sagas), page.next_cursor
+
+        body, next_cursor = await visibility.scan(letters)
+        return raw_response(body, headers=next_link(request, next_cursor))
+
+    @routes.get("/api/dlq/letters/{letter_id:segment}", response_model=models.DeadLetter,
                 tags=["dead letters"])
-    async def dead_letter(letter_id: Annotated[str, Path(pattern=models.LETTER_ID)]
-                          ) -> Response:
-        return json_response(_shown(letter_or_404(index, letter_id)))
+    async def dead_letter(letter_id: LetterId) -> Response:
+        partition, offset = letter_position(letter_id)
+        shown = await visibility.read(index.shown_letter, partition, offset)
+        if shown is None:
+            raise DeadLetterNotFound(f"no dead letter {letter_id}")
+        return json_response(shown)
 
-    @routes.post("/api/dlq/redrive", response_model=models.Redriven, tags=["dead letters"])
+    @routes.post("/api/dlq/redrive", response_model=models.Redriven, tags=["dead letters"],
+                 description="The letters named, or those of one reason: up to limit per "
+                 "request, next_cursor going on from there.")
     async def redrive_letters(body: models.RedriveRequest) -> Response:
         if not body.ids and not body.reason:
-            raise RequestRefused(422, "say which dead letters to redrive",
-                           'send {"ids": ["PARTITION:OFFSET", ...]} or {"reason": "..."}')
-        chosen = [letter_or_404(index, i) for i in body.ids]
+            raise InvalidRequest("say which dead letters to redrive",
+                                 hint='send {"ids": ["PARTITION:OFFSET", ...]} or '
+                                 '{"reason": "..."}')
+        check_text(body.reason, body.cursor)
+        named = [letter_position(i) for i in body.ids]
+        next_cursor = None
         if body.reason:
-            check_text(body.reason)
-            chosen += [x for x in index.dead_letters(body.reason) if x["id"] not in body.ids]
-        sent = await asyncio.to_thread(redrive, visibility.settings.kafka,
-                                       [from_json(x) for x in chosen])
-        return json_response({"redriven": sent})
+            page = await visibility.scan(index.letters_page, body.reason, limit=body.limit,
+                                         cursor=body.cursor, scan_limit=scan_limit)
+            named += [letter_position(x["id"]) for x in page.sagas if x["id"] not in body.ids]
+            next_cursor = page.next_cursor
+        for partition, offset in named[:len(body.ids)]:
+            if await visibility.read(index.shown_letter, partition, offset) is None:
+                raise DeadLetterNotFound(f"no dead letter {partition}:{offset}")
+        done = await asyncio.to_thread(redrive, visibility.settings, _letters(index, named))
+        return json_response({"redriven": done.sent,
+                              "refused": [r.to_json() for r in done.refused],
+                              "next_cursor": next_cursor})
 
     return routes
 
 
-def _shown(letter: dict[str, Any]) -> dict[str, Any]:
-    return public(from_json(letter))
+def _letters(index: VisibilityIndex, named: list[tuple[int, int]]
+             ) -> Iterator[dict[str, Any]]:
+    """The letters with their bytes, one at a time: a redrive holds one in memory."""
+    for partition, offset in named:
+        letter = index.dead_letter(partition, offset)
+        if letter is not None:
+            yield from_json(letter)
 
 
-def letter_or_404(index: VisibilityIndex, letter_id: str) -> dict[str, Any]:
+def letter_position(letter_id: str) -> tuple[int, int]:
     partition, _, offset = letter_id.partition(":")
     if not (partition.isdigit() and offset.isdigit()):
-        raise RequestRefused(422, f"{letter_id!r} is not a dead letter id",
-                       "ids are PARTITION:OFFSET, as GET /api/dlq gives them")
-    letter = index.dead_letter(int(partition), int(offset))
-    if letter is None:
-        raise RequestRefused(404, f"no dead letter {letter_id}", "see GET /api/dlq")
-    return letter
-
+        raise InvalidRequest(f"{letter_id!r} is not a dead letter id",
+                             hint="ids are PARTITION:OFFSET, as GET /api/dlq gives them")
+    return int(partition), int(offset)

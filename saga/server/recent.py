@@ -1,7 +1,13 @@
 """What the console's overview charts: per ten seconds of the last minutes, sagas started
 and ended, and the step latency (issue to reply) of the steps answered then. Kept in
 memory by the server from the entries its feed indexes; entries older than the window
-(a catch-up after a restart) fall outside it."""
+(a catch-up after a restart) fall outside it.
+
+Bounded whatever the journal holds: one bucket per ten seconds of the window and no
+more (an entry stamped in the future, by a skewed clock or a hostile writer, is not
+kept), and each bucket's latencies as counts per logarithmic bucket (the same 2 %
+buckets as the index's durations), not one number per step answered.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any
 
 from saga.engine import events as ev
 from saga.engine.state import SagaState
+from saga.store.visibility import duration_bucket, percentiles
 
 BUCKET_MS = 10_000
 _ENDINGS = (ev.SagaCompleted, ev.SagaFailed, ev.SagaCancelled)
@@ -21,7 +28,8 @@ _ENDINGS = (ev.SagaCompleted, ev.SagaFailed, ev.SagaCancelled)
 class _Bucket:
     started: int = 0
     ended: int = 0
-    steps: list[int] = field(default_factory=list)
+    steps: dict[int, int] = field(default_factory=dict)  # latency bucket -> steps
+    slowest: int = 0
 
 
 class RecentActivity:
@@ -37,7 +45,7 @@ class RecentActivity:
                                   ev.CommandFailed, ev.CommandTimedOut)):
             return
         now = int(time.time() * 1000)
-        if entry.at_ms < now - self._span:
+        if not now - self._span <= entry.at_ms <= now + BUCKET_MS:
             return
         slot = entry.at_ms - entry.at_ms % BUCKET_MS
         with self._lock:
@@ -50,7 +58,10 @@ class RecentActivity:
                 issued = (state.steps.get(event.step) if event.kind is ev.CommandKind.ACTION
                           else state.compensations.get(event.step))
                 if issued is not None and issued.issued_at_ms:
-                    bucket.steps.append(max(0, entry.at_ms - issued.issued_at_ms))
+                    took = max(0, entry.at_ms - issued.issued_at_ms)
+                    at = duration_bucket(took)
+                    bucket.steps[at] = bucket.steps.get(at, 0) + 1
+                    bucket.slowest = max(bucket.slowest, took)
             for old in [s for s in self._buckets if s < now - self._span]:
                 del self._buckets[old]
 
@@ -59,14 +70,14 @@ class RecentActivity:
         now = int(time.time() * 1000)
         first = (now - self._span) - (now - self._span) % BUCKET_MS
         with self._lock:
-            held = {slot: (b.started, b.ended, sorted(b.steps))
+            held = {slot: (b.started, b.ended, dict(b.steps), b.slowest)
                     for slot, b in self._buckets.items()}
         rows = []
         for slot in range(first, now + 1, BUCKET_MS):
-            started, ended, steps = held.get(slot, (0, 0, []))
+            started, ended, steps, slowest = held.get(slot, (0, 0, {}, 0))
+            shown = percentiles(steps, slowest)
             rows.append({"at_ms": slot, "started": started, "ended": ended,
-                         "steps": len(steps),
-                         "step_p50_ms": steps[len(steps) // 2] if steps else None,
-                         "step_p99_ms": steps[min(len(steps) - 1, int(len(steps) * 0.99))]
-                         if steps else None})
+                         "steps": shown["count"],
+                         "step_p50_ms": shown["p50"] if shown["count"] else None,
+                         "step_p99_ms": shown["p99"] if shown["count"] else None})
         return rows

@@ -1,9 +1,12 @@
-"""How the HTTP API answers: JSON bodies, and every error as ``{"error", "hint"}``.
+"""How the HTTP API answers: JSON bodies, and every error as ``{"error", "code",
+"hint"}`` (plus ``details`` per field for a schema mismatch).
 
-400 for a body that is not JSON or text that is not UTF-8, 404 for an unknown saga or
-dead letter, 413 for a body over the size limit, 415 for a body not sent as JSON, 422
-for a request that does not fit its schema or names an unknown saga type, 503 when Kafka
-did not take an input. Raise RequestRefused (saga/errors.py) from a route for the others.
+The status and the code of an error come from one table, saga.errors.HTTP_ERRORS: a
+route raises the SagaError that says what went wrong (SagaNotFound, ScheduleNotFound,
+UnknownSagaType...) and the handlers here turn it into its row; what FastAPI and
+Starlette raise themselves (schema mismatches, unknown routes, wrong methods) is first
+mapped onto one of those classes. The middlewares in guards.py answer through
+``send_error``, the same rendering.
 """
 
 from __future__ import annotations
@@ -18,29 +21,60 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from saga.errors import (
-    CodecError,
-    ConfigError,
-    KafkaUnavailable,
-    PayloadTooLarge,
-    RequestRefused,
+    BadRequest,
+    InvalidRequest,
+    MethodNotAllowed,
+    NoSuchRoute,
+    SagaError,
+    ServerBusy,
+    UnsupportedMediaType,
+    http_error,
 )
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
-def json_response(value: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(value), status_code=status, media_type="application/json")
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    return Response(orjson.dumps(value), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
-def raw_response(body: bytes, status: int = 200) -> Response:
+def raw_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None
+                 ) -> Response:
     """A body that is JSON already (the index stores its answers encoded)."""
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def error_response(status: int, error: str, hint: str | None = None,
-                           details: list[dict[str, Any]] | None = None) -> Response:
-    body: dict[str, Any] = {"error": error, "hint": hint}
+def error_body(error: SagaError, details: list[dict[str, Any]] | None = None
+               ) -> tuple[int, bytes, dict[str, str]]:
+    """The status, JSON body and extra headers an error is answered with."""
+    status, code = http_error(error)
+    body: dict[str, Any] = {"error": error.message, "code": code.value, "hint": error.hint}
     if details is not None:
         body["details"] = details
-    return json_response(body, status)
+    headers = {"retry-after": "1"} if isinstance(error, ServerBusy) else {}
+    return status, orjson.dumps(body), headers
+
+
+def error_response(error: SagaError, details: list[dict[str, Any]] | None = None
+                   ) -> Response:
+    status, body, headers = error_body(error, details)
+    return raw_response(body, status, headers)
+
+
+async def send_error(send: Send, error: SagaError, *, headers: dict[str, str] | None = None
+                     ) -> None:
+    """Answer with ``error`` from a plain ASGI middleware (before any route runs)."""
+    status, body, extra = error_body(error)
+    raw = [(b"content-type", b"application/json"),
+           (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in {**extra, **(headers or {})}.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def check_text(*values: str | None) -> None:
@@ -52,96 +86,48 @@ def check_text(*values: str | None) -> None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every refusal and failure a route can meet, as a JSON error with a hint."""
-    @app.exception_handler(RequestRefused)
-    async def refused(request: Request, exc: RequestRefused) -> Response:
-        return error_response(exc.status, exc.message, exc.hint)
+    """Every refusal and failure a route can meet, as a JSON error with its code."""
+    @app.exception_handler(SagaError)
+    async def refused(request: Request, exc: SagaError) -> Response:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")),
                     "type": str(e.get("type"))} for e in exc.errors()]
         if any(d["type"] == "json_invalid" for d in details):
-            return error_response(400, "the body is not valid JSON",
-                                  "send a JSON document with Content-Type: application/json",
-                                  details)
+            return error_response(BadRequest("the body is not valid JSON"), details)
         content_type = request.headers.get("content-type", "")
-        if request.method == "POST" and "json" not in content_type \
+        if request.method not in ("GET", "HEAD") and "json" not in content_type \
                 and any(d["loc"] == ["body"] for d in details):
-            return error_response(
-                415, f"the body is sent as {content_type or 'no type'!r}, not JSON",
-                "send it with Content-Type: application/json", details)
-        return error_response(422, "the request does not fit its schema",
-                              "see /openapi.json for the fields each route takes", details)
+            return error_response(UnsupportedMediaType(
+                f"the body is sent as {content_type or 'no type'!r}, not JSON"), details)
+        if any(d["loc"] == ["body"] and d["type"] == "missing" for d in details):
+            return error_response(BadRequest("this route needs a JSON body"), details)
+        return error_response(InvalidRequest("the request does not fit its schema"), details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        hint = "see /openapi.json for the routes" if exc.status_code in (404, 405) else None
-        response = error_response(exc.status_code, str(exc.detail), hint)
+    async def http_error_(request: Request, exc: StarletteHTTPException) -> Response:
+        error: SagaError
+        if exc.status_code == 404:
+            error = NoSuchRoute(f"no route {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"{request.url.path} does not take {request.method}")
+        else:  # FastAPI's 400 for a body it could not read; nothing else raises these
+            error = BadRequest(str(exc.detail))
+        response = error_response(error)
         response.headers.update(exc.headers or {})  # a 405's Allow, for one
         return response
 
-    @app.exception_handler(ConfigError)
-    async def bad_value(request: Request, exc: ConfigError) -> Response:
-        return error_response(422, exc.message, exc.hint)
-
-    @app.exception_handler(CodecError)
-    async def not_encodable(request: Request, exc: CodecError) -> Response:
-        status = 413 if isinstance(exc, PayloadTooLarge) else 422
-        return error_response(status, exc.message, exc.hint)
-
-    @app.exception_handler(KafkaUnavailable)
-    async def kafka_away(request: Request, exc: KafkaUnavailable) -> Response:
-        # Not the caller's fault, and not a bug: the cluster did not take the input.
-        return error_response(503, exc.message, exc.hint)
-
     @app.exception_handler(UnicodeError)
     async def not_text(request: Request, exc: UnicodeError) -> Response:
-        return error_response(400, "the request holds text that is not valid UTF-8",
-                              "percent-encode ids and names as UTF-8")
+        return error_response(BadRequest("the request holds text that is not valid UTF-8",
+                                         hint="percent-encode ids and names as UTF-8"))
 
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class BodyLimit:
-    """413 with a JSON body for a request body over ``limit`` bytes, announced or sent."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int
-                 ) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
-            return
-        seen = 0
-
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise PayloadTooLarge(f"a request body over {self.limit} bytes")
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except PayloadTooLarge:
-            await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps({"error": f"the body is over {self.limit} bytes",
-                             "hint": "pass a reference (an id, a URL) instead of the data, "
-                             "or raise SAGA_MAX_PAYLOAD_BYTES"})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # A bug, not the caller's doing: said as JSON like every other answer (Starlette
+        # raises it on after this answer, and uvicorn logs the traceback).
+        return error_response(SagaError(f"the server failed on this request: "
+                                        f"{type(exc).__name__}",
+                                        hint="a bug: the server's log has the traceback"))

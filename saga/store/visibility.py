@@ -14,15 +14,24 @@ RocksDB keys (saga ids never hold NUL; numbers zero-padded so keys sort by them)
   i\\0<list>\\0<inverse start>\\0<id>  listing indexes, newest first: `a` (all),
                                    `s`<status>, `t`<type>, `x`<type>\\0<status>
   c\\0<status>                      how many sagas have it
-  d\\0<type>\\0<duration ms>\\0<id>    durations of ended sagas
+  n\\0timers, n\\0letters            how many pending timers and dead letters
+  h\\0<type>\\0<bucket>              ended sagas of the type whose duration falls in
+                                   the bucket (duration_bucket), g\\0<type> the longest
   t\\0<due ms>\\0<timer id>           pending timers -> saga id
-  l\\0<partition>\\0<offset>          a dead letter, JSON
+  l\\0<partition>\\0<offset>          a dead letter, JSON, with its bytes (a redrive's)
+  k\\0<partition>\\0<offset>          the same letter as shown (no bytes): listings
   o\\0<partition>, odlq\\0<partition> the journal's and saga.dlq's offsets (RocksStore)
+
+Every read a request makes is bounded: listings stop after ``scan_limit`` rows read
+(with a cursor to go on from), histories and dead letters come a page at a time, and
+what a dashboard polls (counts, durations, pending timers, dead letters) are counters
+the writer keeps, so a request never walks the whole index.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,15 +44,56 @@ from saga.engine import events as ev
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import SagaState
 from saga.errors import ConfigError, StoreCorrupt
+from saga.kafka.dead_letters import from_json, public
 from saga.store.projection import run_history_keys
 from saga.store.rocksdb import RocksStore
 
-FORMAT = b"2"
+FORMAT = b"3"
 DLQ_STREAM = "dlq"
 _STATE, _SUMMARY, _STARTED_BY, _ENTRY = b"s\x00", b"u\x00", b"b\x00", b"e\x00"
-_LIST, _COUNT, _DURATION, _TIMER, _LETTER = b"i\x00", b"c\x00", b"d\x00", b"t\x00", b"l\x00"
+_LIST, _COUNT, _TIMER, _LETTER = b"i\x00", b"c\x00", b"t\x00", b"l\x00"
+_SHOWN, _HISTOGRAM, _LONGEST = b"k\x00", b"h\x00", b"g\x00"
+_PENDING_TIMERS, _LETTERS = b"n\x00timers", b"n\x00letters"
 _COUNTER = struct.Struct(">q")
 _NEVER = 10**16  # past every epoch millisecond: inverse times sort newest first
+#: Index rows one request reads at most unless told otherwise (SAGA_SERVER_SCAN_LIMIT).
+SCAN_LIMIT = 10_000
+
+# Durations are kept as counts per logarithmic bucket, each 2 % wider than the one
+# before: a percentile is then read from a few hundred counters instead of a scan of
+# every ended saga, and is off by at most 2 % (the longest is kept exactly).
+_GROWTH = 1.02
+_LOG_GROWTH = math.log(_GROWTH)
+
+
+def duration_bucket(ms: int) -> int:
+    """The bucket of a duration: 0 for 0 ms, then ``1 + floor(log_1.02(ms))``."""
+    return 0 if ms < 1 else 1 + int(math.log(ms) / _LOG_GROWTH)
+
+
+def bucket_top(bucket: int) -> int:
+    """The longest whole duration the bucket holds (what a percentile in it reads)."""
+    return 0 if bucket < 1 else max(0, math.ceil(_GROWTH ** bucket) - 1)
+
+
+def percentiles(buckets: Mapping[int, int], longest: int) -> dict[str, int]:
+    """count, p50, p90, p99 and max of durations counted per bucket; a percentile is its
+    bucket's top, never above the longest seen."""
+    ordered = sorted((b, n) for b, n in buckets.items() if n > 0)
+    count = sum(n for _, n in ordered)
+
+    def at(share: float) -> int:
+        rank = min(count - 1, int(share * count))  # as ordered[int(share * n)] would
+        seen = 0
+        for bucket, n in ordered:
+            seen += n
+            if seen > rank:
+                return min(bucket_top(bucket), longest)
+        return longest
+
+    if not count:
+        return {"count": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0}
+    return {"count": count, "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": longest}
 
 
 @dataclass(frozen=True)
@@ -126,7 +176,19 @@ def attribute_pairs(attributes: Mapping[str, Any] | None) -> list[str]:
 
 @dataclass(frozen=True)
 class Page:
+    """Up to ``limit`` rows, and where to go on from: None once nothing is left. A page
+    may hold fewer rows, even none, and still have a cursor: its request read as many
+    index rows as it may (``scan_limit``) before finding more."""
+
     sagas: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """Rows already JSON (history entries), with the cursor of the next page."""
+
+    rows: list[bytes]
     next_cursor: str | None
 
 
@@ -147,20 +209,28 @@ class VisibilityIndex:
     def apply(self, changes: Iterable[SagaChange], letters: Iterable[dict[str, Any]],
               journal_offsets: Mapping[int, int], dlq_offsets: Mapping[int, int]) -> None:
         batch = self._store.batch()
-        counts: dict[str, int] = {}
+        counters: dict[bytes, int] = {}
+        longest: dict[bytes, int] = {}
         for change in changes:
-            self._change(batch, change, counts)
-        for status, delta in counts.items():
-            if delta:
-                key = _COUNT + status.encode()
-                batch.put(key, _COUNTER.pack(self._count(key) + delta))
+            self._change(batch, change, counters, longest)
         for letter in letters:
-            batch.put(_letter_key(letter["partition"], letter["offset"]), orjson.dumps(letter))
+            key = _letter_key(letter["partition"], letter["offset"])
+            if self._store.get(key) is None:  # a replayed letter is not counted twice
+                counters[_LETTERS] = counters.get(_LETTERS, 0) + 1
+            batch.put(key, orjson.dumps(letter))
+            batch.put(_SHOWN + key[len(_LETTER):], orjson.dumps(public(from_json(letter))))
+        for key, delta in counters.items():
+            if delta:
+                batch.put(key, _COUNTER.pack(self._count(key) + delta))
+        for key, ms in longest.items():
+            if ms > self._count(key):
+                batch.put(key, _COUNTER.pack(ms))
         self._store.put_offsets(batch, journal_offsets)
         self._store.put_offsets(batch, dlq_offsets, DLQ_STREAM)
         self._store.write(batch)
 
-    def _change(self, batch: Any, change: SagaChange, counts: dict[str, int]) -> None:
+    def _change(self, batch: Any, change: SagaChange, counters: dict[bytes, int],
+                longest: dict[bytes, int]) -> None:
         before, after = change.before, change.after
         saga_id = after.saga_id.encode()
         old_keys = _list_keys(before) if before is not None and before.exists else set()
@@ -173,13 +243,18 @@ class VisibilityIndex:
         new_status = after.status.value if after.status else None
         if old_status != new_status:
             if old_status:
-                counts[old_status] = counts.get(old_status, 0) - 1
+                key = _COUNT + old_status.encode()
+                counters[key] = counters.get(key, 0) - 1
             if new_status:
-                counts[new_status] = counts.get(new_status, 0) + 1
+                key = _COUNT + new_status.encode()
+                counters[key] = counters.get(key, 0) + 1
         if after.terminal and not (before is not None and before.terminal):
-            batch.put(_DURATION + after.saga_type.encode() + b"\x00"
-                      + b"%016d" % max(0, after.ended_at_ms - after.started_at_ms)
-                      + b"\x00" + saga_id, b"")
+            took = max(0, after.ended_at_ms - after.started_at_ms)
+            saga_type = after.saga_type.encode()
+            key = _HISTOGRAM + saga_type + b"\x00" + b"%04d" % duration_bucket(took)
+            counters[key] = counters.get(key, 0) + 1
+            most = _LONGEST + saga_type
+            longest[most] = max(longest.get(most, 0), took)
         old_timers = {t.timer_id: t.due_ms for t in before.pending_timers()} if before else {}
         new_timers = {t.timer_id: t.due_ms for t in after.pending_timers()}
         for timer_id, due in old_timers.items():
@@ -188,6 +263,10 @@ class VisibilityIndex:
         for timer_id, due in new_timers.items():
             if old_timers.get(timer_id) != due:
                 batch.put(_timer_key(due, timer_id), saga_id)
+        added = len(new_timers.keys() - old_timers.keys()) - len(old_timers.keys()
+                                                                 - new_timers.keys())
+        if added:
+            counters[_PENDING_TIMERS] = counters.get(_PENDING_TIMERS, 0) + added
         # a new run (continue-as-new) starts a new history: what is held of the old one
         # goes, and an old run's entries in this same change are never written
         new_run = max((e.seq for e in change.entries if isinstance(e.event, ev.SagaContinued)),
@@ -230,17 +309,42 @@ class VisibilityIndex:
         return None if raw is None else bytes(raw).decode()
 
     def history_json(self, saga_id: str) -> list[bytes]:
+        """Every entry of the saga's current run (tests and tools; requests take
+        ``history_page``)."""
         held = self.state(saga_id)
         prefix, start, _ = run_history_keys(_ENTRY, saga_id,
                                             held.run_started_seq if held else 0, 0)
         return [bytes(value) for _, value in self._store.scan(prefix, start)]
 
+    def history_page(self, saga_id: str, cursor: str | None = None, *, limit: int = 1000,
+                     max_bytes: int = 8 * 1024 * 1024) -> RawPage:
+        """Entries of the saga's current run in order: up to ``limit`` of them and about
+        ``max_bytes`` (always at least one); the cursor is the seq to go on from."""
+        if cursor is not None:
+            if not cursor.isdigit() or len(cursor) > 10:
+                raise ConfigError(f"cursor {cursor!r} is not one this server gave out",
+                                  hint="pass the cursor of the Link rel=next, unchanged")
+            prefix = _ENTRY + saga_id.encode() + b"\x00"
+            start = prefix + b"%010d" % int(cursor)
+        else:
+            held = self.state(saga_id)
+            prefix, start, _ = run_history_keys(_ENTRY, saga_id,
+                                                held.run_started_seq if held else 0, 0)
+        rows: list[bytes] = []
+        size = 0
+        for key, value in self._store.scan(prefix, start):
+            if rows and (len(rows) >= limit or size + len(value) > max_bytes):
+                return RawPage(rows, str(int(key[len(prefix):])))
+            rows.append(bytes(value))
+            size += len(value)
+        return RawPage(rows, None)
+
     # ---- listing -------------------------------------------------------------------
-    def page(self, query: ListQuery) -> Page:
+    def page(self, query: ListQuery, *, scan_limit: int = SCAN_LIMIT) -> Page:
         if query.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {query.limit}")
         if query.id_prefix:
-            return self._list_by_prefix(query)
+            return self._list_by_prefix(query, scan_limit)
         prefix = _list_prefix(query.status, query.saga_type)
         start = prefix
         if query.started_before_ms is not None:  # strictly before: skip that very ms
@@ -249,6 +353,12 @@ class VisibilityIndex:
             start = max(start, _decode_cursor(query.cursor, prefix) + b"\x00")
         stop = None if query.started_after_ms is None \
             else prefix + b"%016d" % (_NEVER - query.started_after_ms) + b"\x01"
+        # The index rows narrow by status and type; every other filter needs the
+        # summary. Without one, every row read is taken, so no summary is read twice.
+        plain = query == ListQuery(query.status, query.saga_type,
+                                   started_after_ms=query.started_after_ms,
+                                   started_before_ms=query.started_before_ms,
+                                   limit=query.limit, cursor=query.cursor)
 
         def candidates() -> Iterator[tuple[bytes, dict[str, Any] | None]]:
             for key, _ in self._scan_from(start, prefix):
@@ -256,9 +366,10 @@ class VisibilityIndex:
                     return
                 yield key, self.summary(key.rsplit(b"\x00", 1)[1].decode())
 
-        return _page(candidates(), query.takes, query.limit, prefix)
+        return _page(candidates(), (lambda _: True) if plain else query.takes, query.limit,
+                     prefix, scan_limit)
 
-    def _list_by_prefix(self, query: ListQuery) -> Page:
+    def _list_by_prefix(self, query: ListQuery, scan_limit: int) -> Page:
         """Sagas whose id starts with the prefix, in id order (the ids are the keys)."""
         wanted = query.id_prefix or ""
         prefix = _SUMMARY + wanted.encode()
@@ -266,39 +377,74 @@ class VisibilityIndex:
         if query.cursor:
             start = max(start, _decode_cursor(query.cursor, _SUMMARY) + b"\x00")
         rows = ((key, dict(orjson.loads(value))) for key, value in self._scan_from(start, prefix))
-        return _page(rows, query.takes, query.limit, _SUMMARY)
+        return _page(rows, query.takes, query.limit, _SUMMARY, scan_limit)
 
     def counts(self) -> dict[str, int]:
         return {s.value: self._count(_COUNT + s.value.encode()) for s in SagaStatus}
 
     def durations(self) -> dict[str, dict[str, int]]:
-        """Per saga type, percentiles of the durations of ended sagas, in ms."""
-        by_type: dict[str, list[int]] = {}
-        for key, _ in self._store.scan(_DURATION):
-            saga_type, duration, _ = key[len(_DURATION):].split(b"\x00", 2)
-            by_type.setdefault(saga_type.decode(), []).append(int(duration))
-        return {saga_type: _percentiles(values) for saga_type, values in by_type.items()}
+        """Per saga type, percentiles of the durations of ended sagas, in ms (within 2 %;
+        the count and the longest exact)."""
+        by_type: dict[str, dict[int, int]] = {}
+        for key, value in self._store.scan(_HISTOGRAM):
+            saga_type, bucket = key[len(_HISTOGRAM):].rsplit(b"\x00", 1)
+            by_type.setdefault(saga_type.decode(), {})[int(bucket)] = \
+                int(_COUNTER.unpack(value)[0])
+        return {saga_type: percentiles(buckets, self._count(_LONGEST + saga_type.encode()))
+                for saga_type, buckets in by_type.items()}
 
-    def timers(self, now_ms: int, limit: int = 100) -> dict[str, Any]:
-        pending = overdue = 0
+    def dead_letter_count(self) -> int:
+        return self._count(_LETTERS)
+
+    def timers(self, now_ms: int, limit: int = 100, *, scan_limit: int = SCAN_LIMIT
+               ) -> dict[str, Any]:
+        """The pending timers (a counter), the earliest ``limit`` of them, and how many are
+        overdue: counted up to ``scan_limit`` (``overdue_capped`` says it stopped there;
+        the timer service fires them, so many overdue means it is behind or down)."""
         first: list[dict[str, Any]] = []
+        overdue = 0
+        capped = False
         for key, saga_id in self._store.scan(_TIMER):
             due_raw, timer_id = key[len(_TIMER):].split(b"\x00", 1)
             due = int(due_raw)
-            pending += 1
-            overdue += due <= now_ms
             if len(first) < limit:
                 first.append({"timer_id": timer_id.decode(), "saga_id": bytes(saga_id).decode(),
                               "due_ms": due})
-        return {"now_ms": now_ms, "pending": pending, "overdue": overdue,
+            if due <= now_ms:
+                if overdue == scan_limit:
+                    capped = True
+                    break
+                overdue += 1
+            elif len(first) >= limit:
+                break
+        return {"now_ms": now_ms, "pending": self._count(_PENDING_TIMERS), "overdue": overdue,
+                "overdue_capped": capped,
                 "next_due_ms": first[0]["due_ms"] if first else None, "timers": first}
 
     def dead_letters(self, reason: str | None = None) -> list[dict[str, Any]]:
+        """Every dead letter as stored, bytes and all (tests and tools; requests take
+        ``letters_page``)."""
         letters = [dict(orjson.loads(value)) for _, value in self._store.scan(_LETTER)]
         return [letter for letter in letters if reason is None or letter["reason"] == reason]
 
+    def letters_page(self, reason: str | None = None, *, limit: int = 100,
+                     cursor: str | None = None, scan_limit: int = SCAN_LIMIT) -> Page:
+        """Dead letters as shown (a preview, no bytes), oldest first per partition, of one
+        ``reason`` or all; bounded like ``page``."""
+        start = _SHOWN if cursor is None else _decode_cursor(cursor, _SHOWN) + b"\x00"
+        rows = ((key, dict(orjson.loads(value))) for key, value in self._scan_from(start,
+                                                                                  _SHOWN))
+        return _page(rows, lambda letter: reason is None or letter.get("reason") == reason,
+                     limit, _SHOWN, scan_limit)
+
     def dead_letter(self, partition: int, offset: int) -> dict[str, Any] | None:
+        """One letter as stored, with its bytes."""
         raw = self._store.get(_letter_key(partition, offset))
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def shown_letter(self, partition: int, offset: int) -> dict[str, Any] | None:
+        """One letter as shown: its preview, no bytes."""
+        raw = self._store.get(_SHOWN + _letter_key(partition, offset)[len(_LETTER):])
         return None if raw is None else dict(orjson.loads(raw))
 
     # ---- positions -----------------------------------------------------------------
@@ -317,19 +463,21 @@ class VisibilityIndex:
 
 
 def _page(rows: Iterable[tuple[bytes, dict[str, Any] | None]],
-          wanted: Callable[[dict[str, Any]], bool], limit: int, prefix: bytes) -> Page:
-    """Up to ``limit`` summaries ``wanted`` takes, in key order; the cursor is the last
-    key given, so the next page starts right after it."""
-    sagas: list[dict[str, Any]] = []
+          wanted: Callable[[dict[str, Any]], bool], limit: int, prefix: bytes,
+          scan_limit: int) -> Page:
+    """Up to ``limit`` rows ``wanted`` takes, in key order, reading at most ``scan_limit``
+    rows; the cursor is the last key read, so the next page starts right after it."""
+    found: list[dict[str, Any]] = []
     last: bytes | None = None
-    for key, summary in rows:
-        if summary is None or not wanted(summary):
-            continue
-        if len(sagas) == limit:
-            return Page(sagas, _encode_cursor(last, prefix))
-        sagas.append(summary)
+    for read, (key, row) in enumerate(rows):
+        if read == scan_limit:
+            return Page(found, _encode_cursor(last, prefix))
+        if row is not None and wanted(row):
+            if len(found) == limit:
+                return Page(found, _encode_cursor(last, prefix))
+            found.append(row)
         last = key
-    return Page(sagas, None)
+    return Page(found, None)
 
 
 def _list_prefix(status: SagaStatus | None, saga_type: str | None) -> bytes:
@@ -372,13 +520,3 @@ def _decode_cursor(cursor: str, prefix: bytes) -> bytes:
         raise ConfigError(f"cursor {cursor!r} is not one this server gave out",
                           hint="pass the next_cursor of the previous page, unchanged"
                           ) from exc
-
-
-def _percentiles(values: list[int]) -> dict[str, int]:
-    ordered = sorted(values)
-
-    def at(share: float) -> int:
-        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-    return {"count": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99),
-            "max": ordered[-1]}

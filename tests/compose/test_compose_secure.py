@@ -24,6 +24,7 @@ from saga.kafka import clients
 from tests.cli_helpers import run_saga
 from tests.compose.test_compose_stack import (  # noqa: F401 - compose_env is a fixture
     COMPOSE_FILE,
+    api_token,
     compose_env,
     wait_until_ready,
 )
@@ -89,7 +90,9 @@ def test_orders_run_over_sasl_ssl_with_least_privilege_acls(secure_up: dict[str,
     wait_for_brokers(settings.bootstrap_servers, 3, 180, security=settings.kafka.security)
 
     url = f"http://127.0.0.1:{env['SAGA_SERVER_PORT']}"
-    with httpx.Client(base_url=url, timeout=30) as api:
+    token = api_token(env)  # generated into the secrets folder, like the passwords
+    with httpx.Client(base_url=url, timeout=30,
+                      headers={"authorization": f"Bearer {token}"}) as api:
         # The server starts once `topics` created the topics, users and ACLs.
         wait_until_ready(api, 240, "the secured server")
 
@@ -123,3 +126,6 @@ def test_orders_run_over_sasl_ssl_with_least_privilege_acls(secure_up: dict[str,
     assert result.returncode == 2
     assert "did not accept this client's credentials" in result.stderr
     assert "not-the-password-3141" not in result.stdout + result.stderr
+    # the API refuses a caller without the token
+    anonymous = httpx.get(f"{url}/api/sagas", timeout=30)
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")

@@ -1,7 +1,8 @@
 """compose/docker-compose.yml brought up for real: three brokers, two coordinators, the
 services and the visibility server; orders run through it while one coordinator is
 killed; every order ends; and one saga is driven through the server's HTTP API from
-outside the containers (start, signal, result, history)."""
+outside the containers (start, signal, result, history), with the bearer token the
+stack generated (a caller without it is refused)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def compose_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def stack_up(compose_env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
+def stack_up(compose_env: dict[str, str], tmp_path: Path
+             ) -> Iterator[tuple[str, dict[str, str]]]:
     project = f"saga{uuid.uuid4().hex[:8]}"
+    compose_env = {**compose_env, "SAGA_SECRETS_DIR": str(tmp_path / "secrets")}
 
     def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["docker-compose", "-p", project, "-f", str(COMPOSE_FILE),
@@ -116,7 +119,7 @@ def test_orders_survive_a_killed_coordinator(stack_up: tuple[str, dict[str, str]
     assert sum(states[i].status is SagaStatus.COMPENSATED for i in ids) == ORDERS // 5
     assert all(states[i].status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED) for i in ids)
     assert audit_commands(settings, SERVICE_NAMES).duplicates == {}
-    drive_one_through_the_api(f"http://127.0.0.1:{env['SAGA_SERVER_PORT']}")
+    drive_one_through_the_api(f"http://127.0.0.1:{env['SAGA_SERVER_PORT']}", api_token(env))
 
 
 def wait_until_ready(api: httpx.Client, seconds: float, what: str) -> None:
@@ -132,10 +135,24 @@ def wait_until_ready(api: httpx.Client, seconds: float, what: str) -> None:
         time.sleep(1)
 
 
-def drive_one_through_the_api(url: str) -> None:
+def api_token(env: dict[str, str], wait_s: float = 120) -> str:
+    """The operate token the stack's `api-token` one-shot wrote for the server."""
+    token = Path(env["SAGA_SECRETS_DIR"]) / "api" / "operate.token"
+    deadline = time.monotonic() + wait_s
+    while not token.exists() or not token.read_text().strip():
+        assert time.monotonic() < deadline, "the api-token container wrote no token"
+        time.sleep(1)
+    return token.read_text().strip()
+
+
+def drive_one_through_the_api(url: str, token: str) -> None:
     """What a user outside the containers does: only HTTP, no Kafka client."""
-    with httpx.Client(base_url=url, timeout=40) as api:
-        wait_until_ready(api, 120, "the compose server")
+    with httpx.Client(base_url=url, timeout=40) as anonymous:
+        wait_until_ready(anonymous, 120, "the compose server")
+        refused = anonymous.post("/api/sagas/nobody/cancel", json={})
+        assert (refused.status_code, refused.json()["code"]) == (401, "unauthenticated")
+    with httpx.Client(base_url=url, timeout=40,
+                      headers={"authorization": f"Bearer {token}"}) as api:
         assert len(api.get("/api/sagas", params={"limit": 1000}).json()["sagas"]) == ORDERS
         started = api.post("/api/sagas", json={"type": "order", "id": "via-api",
                                                "input": order("via-api")})

@@ -24,37 +24,56 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// One path segment of an API URL: "/", "%", "?", "#", spaces and non-ASCII escaped, so
+// the server, which decodes each segment once, reads the id that was meant. (An id "."
+// or ".." cannot be sent: browsers resolve such a segment, even escaped, before
+// sending; the API refuses to start them.)
+const seg = (text) => encodeURIComponent(String(text));
+
 // A server started with SAGA_API_*_TOKENS refuses callers without a bearer token: the
 // console asks for one once, keeps it in this browser's localStorage, and asks again
 // when the server refuses it (401) or it cannot act (403).
 const TOKEN_KEY = "kafka-saga.api-token";
 
-async function api(path, options = {}, asked = false) {
-  const headers = options.body ? {"content-type": "application/json"} : {};
+// The answer's body, and the next page's URL when the server sends a Link rel=next
+// (histories and dead letters come a page at a time).
+async function apiPage(path, options = {}, asked = false) {
+  const method = (options.method || "GET").toUpperCase();
+  // A route that acts takes a JSON body, {} at least (the server refuses anything else,
+  // which is what keeps a form on another site from acting through this browser).
+  const acting = !["GET", "HEAD"].includes(method);
+  const headers = acting ? {"content-type": "application/json"} : {};
   const token = localStorage.getItem(TOKEN_KEY);
   if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(path, {...options, headers});
+  const response = await fetch(path, {...options, method, headers,
+                                      body: acting ? (options.body || "{}") : undefined});
   if ((response.status === 401 || response.status === 403) && !asked) {
     // The overview sends several requests at once: once one of them got a token, the
     // others retry with it rather than ask again.
     const since = localStorage.getItem(TOKEN_KEY);
-    if (since && since !== token) return api(path, options, true);
+    if (since && since !== token) return apiPage(path, options, true);
     const what = response.status === 401 ? "This server needs an API token"
       : "This needs a token with the operate role";
     const given = window.prompt(`${what} (SAGA_API_READ_TOKENS or SAGA_API_OPERATE_TOKENS):`);
     if (given) {
       localStorage.setItem(TOKEN_KEY, given.trim());
-      return api(path, options, true);
+      return apiPage(path, options, true);
     }
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error(body.error || `${response.status} ${response.statusText}`);
     error.hint = body.hint;
+    error.code = body.code;
     error.status = response.status;
     throw error;
   }
-  return body;
+  const link = /<([^>]*)>\s*;\s*rel="?next"?/.exec(response.headers.get("link") || "");
+  return {body, next: link ? link[1] : null};
+}
+
+async function api(path, options = {}) {
+  return (await apiPage(path, options)).body;
 }
 
 function toast(message, ok = false) {
@@ -85,7 +104,7 @@ const duration = (ms) => ms === null || ms === undefined ? "—"
 const badge = (status) => el("span", {class: `status ${status || ""}`,
                                        "data-testid": "status"}, status || "—");
 const json = (value) => el("pre", {}, JSON.stringify(value, null, 2));
-const sagaLink = (id) => `#/sagas/${encodeURIComponent(id)}`;
+const sagaLink = (id) => `#/sagas/${seg(id)}`;
 
 // A modal that asks before anything is sent: resolves to the fields' values, or null.
 function ask({title, text = "", fields = [], ok = "OK", danger = false}) {
@@ -159,13 +178,13 @@ function showOverview(view) {
   let drawn = false;
   every(REFRESH_MS * 2, async () => {
     try {
-      const [stats, timers, letters, recent] = await Promise.all([
-        api("/api/stats"), api("/api/timers?limit=1"), api("/api/dlq"), api("/api/stats/recent")]);
+      const [stats, timers, recent] = await Promise.all([
+        api("/api/stats"), api("/api/timers?limit=1"), api("/api/stats/recent")]);
       cards.replaceChildren(
         ...STATUSES.map((s) => el("a", {class: "card", href: `#/sagas?status=${s}`},
           el("div", {class: "n"}, stats.counts[s] || 0), el("div", {class: "l"}, s))),
         el("a", {class: "card", href: "#/dlq"}, el("div", {class: "n", "data-testid": "dlq-size"},
-          letters.length), el("div", {class: "l"}, "dead letters")),
+          stats.dead_letters), el("div", {class: "l"}, "dead letters")),
         el("a", {class: "card", href: "#/timers"}, el("div", {class: "n"}, timers.pending),
           el("div", {class: "l"}, `timers pending · ${timers.overdue} overdue`)));
       const x = recent.map((b) => b.at_ms / 1000);
@@ -231,7 +250,10 @@ function showList(view, params) {
         el("td", {title: clock(s.started_at_ms)}, ago(s.started_at_ms)),
         el("td", {}, s.ended_at_ms ? duration(s.ended_at_ms - s.started_at_ms) : "—"),
         el("td", {}, s.events), el("td", {class: "muted"}, (s.error || s.last_error || "").slice(0, 80)))));
-      if (!result.sagas.length) body.replaceChildren(el("tr", {}, el("td", {colspan: 7, class: "muted"}, "no saga matches")));
+      // A page may come back empty with a cursor: the server reads so many index rows
+      // per request, and found no match among them; "older" reads on.
+      if (!result.sagas.length) body.replaceChildren(el("tr", {}, el("td", {colspan: 7, class: "muted"},
+        result.next_cursor ? "no saga matches in this stretch of the index: try older" : "no saga matches")));
       cursors[page + 1] = result.next_cursor;
       pager.replaceChildren(
         el("button", {class: "secondary", disabled: page === 0, onclick: () => { page -= 1; load(); }}, "newer"),
@@ -251,9 +273,8 @@ function showSaga(view, sagaId) {
   every(REFRESH_MS, async () => {
     try {
       const [saga, history] = await Promise.all([
-        api(`/api/sagas/${encodeURIComponent(sagaId)}`),
-        api(`/api/sagas/${encodeURIComponent(sagaId)}/history`)]);
-      renderSaga(view, saga, history);
+        api(`/api/sagas/${seg(sagaId)}`), apiPage(`/api/sagas/${seg(sagaId)}/history`)]);
+      renderSaga(view, saga, history.body, history.next !== null);
     } catch (error) {
       if (error.status === 404) {
         view.replaceChildren(el("h1", {}, "Saga ", el("span", {class: "mono"}, sagaId)),
@@ -263,7 +284,7 @@ function showSaga(view, sagaId) {
   });
 }
 
-function renderSaga(view, saga, history) {
+function renderSaga(view, saga, history, more = false) {
   const started = history.find((h) => h.type === "SagaStarted") || {};
   const ended = !!saga.ended_at_ms;
   const actions = el("div", {class: "actions"},
@@ -296,7 +317,8 @@ function renderSaga(view, saga, history) {
       el("div", {class: "panel"}, el("h2", {}, ended ? "Result" : "Input"),
         json(ended ? saga.result : started.input))),
     el("div", {class: "panel"}, el("h2", {}, "Timeline"), timeline(saga, history)),
-    el("div", {class: "panel"}, el("h2", {}, "Every event"), events(saga, history)));
+    el("div", {class: "panel"}, el("h2", {}, more ? `The first ${history.length} events` : "Every event"),
+      events(saga, history), more ? el("p", {class: "muted"}, "more in `saga history` or the API's next pages") : null));
 }
 
 // One lane per step attempt from its issue to its reply (or timeout); timers and
@@ -370,7 +392,7 @@ async function sendSignal(saga) {
   try { payload = JSON.parse(values.payload || "null"); }
   catch (error) { return toast(`the payload is not JSON: ${error.message}`); }
   try {
-    await api(`/api/sagas/${encodeURIComponent(saga.saga_id)}/signals/${encodeURIComponent(values.name)}`,
+    await api(`/api/sagas/${seg(saga.saga_id)}/signals/${seg(values.name)}`,
               {method: "POST", body: JSON.stringify({payload})});
     toast(`signal ${values.name} sent`, true);
   } catch (error) { failed(error); }
@@ -382,7 +404,7 @@ async function cancelSaga(saga) {
     fields: [{name: "reason", label: "reason", value: "cancelled from the console"}]});
   if (!values) return;
   try {
-    await api(`/api/sagas/${encodeURIComponent(saga.saga_id)}/cancel`,
+    await api(`/api/sagas/${seg(saga.saga_id)}/cancel`,
               {method: "POST", body: JSON.stringify({reason: values.reason})});
     toast("cancel sent", true);
   } catch (error) { failed(error); }
@@ -393,7 +415,7 @@ async function resumeSaga(saga) {
     text: "It replays with the code now deployed.", fields: [{name: "reason", label: "reason", value: "resumed from the console"}]});
   if (!values) return;
   try {
-    await api(`/api/sagas/${encodeURIComponent(saga.saga_id)}/resume`, {method: "POST", body: JSON.stringify({reason: values.reason})});
+    await api(`/api/sagas/${seg(saga.saga_id)}/resume`, {method: "POST", body: JSON.stringify({reason: values.reason})});
     toast("resume sent", true);
   } catch (error) { failed(error); }
 }
@@ -423,7 +445,7 @@ function showDeadLetters(view, chosen) {
       ["id", "reason", "component", "source"].map((h) => el("th", {}, h)))), body)), detail));
   const show = async (id) => {
     try {
-      const letter = await api(`/api/dlq/letters/${id}`);
+      const letter = await api(`/api/dlq/letters/${seg(id)}`);
       detail.replaceChildren(el("h2", {}, `Letter ${letter.id}`), el("dl", {class: "kv"},
         ...Object.entries(letter).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {class: "mono"}, v === null ? "—" : String(v))])),
         el("div", {class: "actions"}, el("button", {"data-testid": "redrive", onclick: () => redrive(letter)}, "Redrive…")));
@@ -431,9 +453,10 @@ function showDeadLetters(view, chosen) {
   };
   every(REFRESH_MS * 2, async () => {
     try {
-      const letters = await api("/api/dlq");
-      body.replaceChildren(...letters.map((l) => el("tr", {class: "row", onclick: () => { location.hash = `#/dlq/${l.id}`; }},
+      const {body: letters, next} = await apiPage("/api/dlq?limit=100");
+      body.replaceChildren(...letters.map((l) => el("tr", {class: "row", onclick: () => { location.hash = `#/dlq/${seg(l.id)}`; }},
         el("td", {class: "mono"}, l.id), el("td", {}, l.reason), el("td", {}, l.component), el("td", {class: "mono"}, l.source))));
+      if (next) body.append(el("tr", {}, el("td", {colspan: 4, class: "muted"}, "the first 100: more with `saga dlq list`")));
       if (!letters.length) body.replaceChildren(el("tr", {}, el("td", {colspan: 4, class: "muted"}, "none: nothing was set aside")));
     } catch (error) { failed(error); }
   });

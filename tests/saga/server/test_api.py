@@ -128,8 +128,8 @@ def test_the_api_drives_and_shows_sagas(settings: Settings, tmp_path: Path) -> N
         [letter] = api.get("/api/dlq").json()
         assert letter["reason"] == "undecodable"
         assert api.get(f"/api/dlq/letters/{letter['id']}").json()["id"] == letter["id"]
-        assert api.post("/api/dlq/redrive", json={"ids": [letter["id"]]}).json() == {
-            "redriven": [letter["id"]]}
+        assert api.post("/api/dlq/redrive", json={"ids": [letter["id"]]}).json()[
+            "redriven"] == [letter["id"]]
         wait_for(lambda: len(api.get("/api/dlq").json()) == 2, 30, "the redriven letter")
 
         refusals = bad_requests(api, settings)
@@ -192,7 +192,7 @@ def bad_requests(api: httpx.Client, settings: Settings) -> list[int]:
                        headers={"content-type": "text/plain"})),
         (422, api.post("/api/sagas", json={"type": "teleport", "id": "x"})),
         (422, api.post("/api/sagas", json={"type": "order"})),
-        (422, api.post("/api/sagas", json={"type": "order", "id": "a/b"})),
+        (422, api.post("/api/sagas", json={"type": "order", "id": ".."})),
         (413, api.post("/api/sagas", json={"type": "order", "id": "big",
                                            "input": "x" * (settings.max_payload_bytes * 2)})),
         (404, api.get("/api/sagas/nobody")),
@@ -213,6 +213,13 @@ def bad_requests(api: httpx.Client, settings: Settings) -> list[int]:
         (422, api.post("/api/dlq/redrive", json={})),
         (404, api.get("/api/nothing-here")),
         (405, api.delete("/api/sagas/a-1")),
+        # what a page of another site can send (tests/saga/server/test_api_hostile.py)
+        (415, api.post("/api/sagas/a-1/cancel", data={"reason": "csrf"})),
+        (400, api.post("/api/sagas/a-1/cancel", content=b"",
+                       headers={"content-type": "application/json"})),
+        (400, api.get("/api/sagas/a-1", headers={"host": "rebound.example"})),
+        (403, api.post("/api/sagas/a-1/cancel", json={},
+                       headers={"origin": "http://evil.example"})),
     ]
     statuses = []
     for expected, response in cases:
@@ -221,10 +228,12 @@ def bad_requests(api: httpx.Client, settings: Settings) -> list[int]:
                                                   response.text)
         assert body["error"], body
         assert "hint" in body
+        assert body["code"], body  # stable, for programs (saga.errors.ErrorCode)
         statuses.append(response.status_code)
     # what a refusal says, for a person
     unknown = api.post("/api/sagas", json={"type": "teleport", "id": "x"}).json()
     assert unknown["error"] == "no workflow named 'teleport'"
+    assert unknown["code"] == "unknown_saga_type"
     assert "order" in unknown["hint"]
     assert api.get("/api/sagas/x").status_code == 404  # nothing above started a saga
     return statuses
@@ -294,7 +303,7 @@ def test_updates_attributes_schedules_and_bulk_through_the_api(settings: Setting
         assert (listed["cron"], listed["timezone"], listed["overlap"], listed["paused"]) == \
             ("0 2 * * *", "Europe/Paris", "buffer", False)
         assert listed["next_slot_ms"] > 0
-        assert api.post("/api/schedules/nightly/pause").status_code == 202
+        assert api.post("/api/schedules/nightly/pause", json={}).status_code == 202
         wait_for(lambda: api.get("/api/schedules/nightly").json()["paused"], 30,
                  "the schedule to pause")
         created_by_cli = saga_cli(settings, "schedule", "create", "hourly", "--cron",
@@ -305,7 +314,7 @@ def test_updates_attributes_schedules_and_bulk_through_the_api(settings: Setting
         cli_list = saga_cli(settings, "schedule", "list", "--json", api=url)
         assert sorted(s["schedule_id"] for s in orjson.loads(cli_list.stdout)) == \
             ["hourly", "nightly"]
-        assert api.delete("/api/schedules/nightly").status_code == 202
+        assert api.request("DELETE", "/api/schedules/nightly", json={}).status_code == 202
         assert saga_cli(settings, "schedule", "delete", "hourly", api=url).returncode == 0
         wait_for(lambda: api.get("/api/schedules").json() == [], 30, "no schedules")
         assert api.get("/api/schedules/nightly").status_code == 404
