@@ -11,9 +11,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from saga.errors import ConfigError
+
+if TYPE_CHECKING:
+    from saga.codec.origin import OriginKeys
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -106,12 +109,30 @@ class Settings:
     max_pending_signals: int = 1_000
     #: Longest a service handler may run before its attempt fails (0: no limit).
     handler_timeout_s: float = 60.0
+    #: How long a service takes commands of one consume round before it commits what it
+    #: handled and polls again (the rest is read again next round). With the handler
+    #: timeout it bounds the time between polls, and so how long a rebalance waits.
+    service_round_budget_s: float = 10.0
     #: The visibility server's HTTP API (e.g. http://127.0.0.1:8090): the CLI's read
     #: commands and the client go through it when set.
     api_url: str = ""
     #: Where `saga server` listens: loopback unless told otherwise.
     server_host: str = "127.0.0.1"
     server_port: int = 8090
+    #: Host names `saga server` answers to, comma-separated (empty: localhost,
+    #: 127.0.0.1, ::1 and SAGA_SERVER_HOST; ``*``: any, which lets a DNS rebinding page
+    #: reach it). A browser's Origin must name one of them too.
+    server_allowed_hosts: str = ""
+    #: Requests that wait (long polls: ``?wait=``, updates) `saga server` holds at once;
+    #: more are answered 503 at once.
+    server_max_waiting: int = 256
+    #: Threads that run `saga server`'s index scans (listings, histories, dead letters,
+    #: timers, stats); more scans queue. A scan is Python work that holds the GIL: more
+    #: threads scan no faster and make every other request wait longer for it.
+    server_scan_threads: int = 1
+    #: Index rows one request may read (a listing's filter, dead letters, overdue
+    #: timers); past it the page ends early, with a cursor to go on from.
+    server_scan_limit: int = 10_000
     #: Port of a coordinator's or service's Prometheus /metrics (0: not served; the
     #: server serves /metrics beside its API).
     metrics_port: int = 0
@@ -132,6 +153,18 @@ class Settings:
     payload_keys: Secret = field(default_factory=Secret)
     #: The key new bodies are sealed with (default: the first listed).
     payload_key_id: str = ""
+    #: Read plain bodies and first-format (SGE1) seals although payload keys are set:
+    #: only while an installation moves to encryption or from SGE1; with it off (the
+    #: default) a body without a bound seal is refused as tampered.
+    payload_accept_legacy: bool = False
+    #: The origin key (base64, 32 bytes; `saga keys origin`), for the coordinator only:
+    #: with it, a reply must carry its service's tag and a fired timer or a child's
+    #: start or end the coordinator's, or it is dead-lettered (docs/security.md). Empty:
+    #: nothing is checked. Never printed.
+    origin_key: Secret = field(default_factory=Secret)
+    #: A service's own reply key, derived from the origin key (`saga keys reply-key
+    #: NAME`): it tags the service's replies. Never printed.
+    reply_key: Secret = field(default_factory=Secret)
     #: Claim-check: a directory every process shares (a volume, NFS) where bodies larger
     #: than SAGA_CLAIM_CHECK_BYTES are kept, the record carrying only their SHA-256
     #: (empty: every body travels in its record). Blobs are never deleted by kafka-saga.
@@ -187,6 +220,10 @@ class Settings:
             kafka_ssl_key_password=security.ssl_key_password)
 
     def validate(self) -> None:
+        if self.service_round_budget_s <= 0:
+            raise ConfigError(
+                f"service_round_budget_s must be > 0, got {self.service_round_budget_s}",
+                hint="set SAGA_SERVICE_ROUND_BUDGET_S to a number of seconds (default 10)")
         if self.partitions < 1:
             raise ConfigError(f"partitions must be >= 1, got {self.partitions}",
                               hint="set SAGA_PARTITIONS to a positive integer")
@@ -201,11 +238,18 @@ class Settings:
             from saga.codec.payload import PayloadCipher  # cryptography: only when used
 
             PayloadCipher.parse(self.payload_keys.reveal(), self.payload_key_id)
+        if self.origin_key or self.reply_key:
+            self.origin_keys()
         if self.claim_check_dir and self.claim_check_bytes < 1:
             raise ConfigError(
                 f"claim_check_bytes must be >= 1, got {self.claim_check_bytes}",
                 hint="set SAGA_CLAIM_CHECK_BYTES to the body size above which bodies go "
                 "to SAGA_CLAIM_CHECK_DIR")
+        for name, least in (("server_max_waiting", 1), ("server_scan_threads", 1),
+                            ("server_scan_limit", 100)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name} must be >= {least}, got {getattr(self, name)}",
+                                  hint=f"set SAGA_{name.upper()} (docs/configuration.md)")
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be text or json, got {self.log_format!r}",
                               hint="set SAGA_LOG_FORMAT=json or leave it unset")
@@ -260,11 +304,18 @@ class Settings:
         env = {}
         for f in fields(self):
             if f.name.startswith(("kafka_security", "kafka_sasl", "kafka_ssl", "payload_",
-                                  "claim_check_", "max_payload_")):
+                                  "claim_check_", "max_payload_", "origin_key",
+                                  "reply_key")):
                 value = getattr(self, f.name)
                 env[f"SAGA_{f.name.upper()}"] = value.reveal() if isinstance(value, Secret) \
                     else str(value)
         return env
+
+    def origin_keys(self) -> OriginKeys:
+        """The origin key and reply key, parsed (ConfigError when malformed)."""
+        from saga.codec.origin import OriginKeys  # cryptography: only when used
+
+        return OriginKeys.parse(self.origin_key.reveal(), self.reply_key.reveal())
 
     def topic(self, name: str) -> str:
         """The real topic name for a contract name such as ``saga.inbox``."""
@@ -296,8 +347,13 @@ def _parse(name: str, annotation: object, raw: str) -> Any:
             return Path(raw)
         if kind == "Secret":
             return Secret(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("true", "1", "yes")
     except ValueError:
-        what = "a whole number" if kind == "int" else "a number"
+        what = {"int": "a whole number", "bool": "true or false"}.get(kind, "a number")
         raise ConfigError(f"SAGA_{name.upper()}={raw!r} is not {what}",
                           hint=f"set SAGA_{name.upper()} to {what}") from None
     return raw

@@ -26,8 +26,9 @@ def register(commands: Any) -> None:
     show.add_argument("id", help="PARTITION:OFFSET, as `saga dlq list` prints it")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=dlq_show)
-    redrive = sub.add_parser("redrive", help="produce dead letters back to their source "
-                             "topic (after fixing what made them fail)")
+    redrive = sub.add_parser("redrive", help="produce dead letters back to the topic "
+                             "their component reads (after fixing what made them fail); "
+                             "a letter naming any other topic is refused (exit 1)")
     redrive.add_argument("ids", nargs="*", help="PARTITION:OFFSET ...")
     redrive.add_argument("--reason", help="every dead letter with this reason")
     redrive.add_argument("--json", action="store_true")
@@ -79,19 +80,27 @@ def dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("say which dead letters to redrive",
                           hint="name ids (PARTITION:OFFSET) or --reason REASON")
     if settings.api_url:
-        return _print_redriven(args, HttpBackend.of(settings).post(
-            "/api/dlq/redrive", {"ids": args.ids, "reason": args.reason})["redriven"])
+        answer = HttpBackend.of(settings).post("/api/dlq/redrive",
+                                               {"ids": args.ids, "reason": args.reason})
+        return _print_redriven(args, answer["redriven"], answer.get("refused", []))
     letters = [x for x in _letters(settings)
                if x["id"] in args.ids or (args.reason and x["reason"] == args.reason)]
     missing = set(args.ids) - {x["id"] for x in letters}
     if missing:
         raise SagaError(f"no dead letter {sorted(missing)}", hint="see `saga dlq list`")
-    return _print_redriven(args, redrive(bootstrapped(settings).kafka, letters))
+    done = redrive(bootstrapped(settings), letters)
+    return _print_redriven(args, done.sent, [r.to_json() for r in done.refused])
 
 
-def _print_redriven(args: argparse.Namespace, sent: list[str]) -> int:
+def _print_redriven(args: argparse.Namespace, sent: list[str],
+                    refused: list[dict[str, str]]) -> int:
+    """Exit 1 when a letter was refused (a forged or damaged letter is a finding)."""
     if args.json:
-        emit_json({"redriven": sent})
+        emit_json({"redriven": sent, "refused": refused})
     else:
         print(f"redrove {len(sent)} dead letter(s): {', '.join(sent)}")
-    return 0
+        if refused:
+            print(f"refused {len(refused)} dead letter(s):")
+            print(table(["id", "reason", "detail"],
+                        [[x["id"], x["reason"], x["detail"]] for x in refused]))
+    return 1 if refused else 0

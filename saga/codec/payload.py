@@ -3,11 +3,21 @@ results, signal payloads, command and reply bodies, journal event bodies, servic
 state, schedule entries) sealed with AES-256-GCM before it leaves the process, the way
 Temporal's payload codec works, and opened on the way in.
 
-A sealed body is ``SGE1 | len(key id) | key id | 12-byte nonce | ciphertext+tag``. The
+A sealed body is ``SGE2 | len(key id) | key id | 12-byte nonce | ciphertext+tag``. The
 key id travels with it, so keys rotate: new bodies are sealed with the current key,
-bodies sealed with an older one open as long as that key is still listed. A body that
-does not start with the marker is plain JSON (written before encryption was turned
-on) and is read as it is. AES-GCM comes from pyca/cryptography (OpenSSL underneath)."""
+bodies sealed with an older one open as long as that key is still listed.
+
+A seal is bound to where the body belongs: its associated data names the key id, the
+topic, the record's owner (the saga id, or a service state's key) and the field (with
+the command id, sequence number or update id that tells one body of the saga from
+another). A sealed body moved to another saga, field or topic does not open.
+
+With keys set, every body must be sealed this way: a plain body, or one sealed by the
+first format (``SGE1``, bound to the key id only), is refused as tampered, so a writer
+cannot strip or splice a seal. While an installation moves to encryption (plain bodies
+in its topics) or from SGE1, ``SAGA_PAYLOAD_ACCEPT_LEGACY=true`` reads both as before;
+turn it off once nothing older is kept (docs/security.md). AES-GCM comes from
+pyca/cryptography (OpenSSL underneath)."""
 
 from __future__ import annotations
 
@@ -21,10 +31,27 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from saga.errors import ConfigError, PayloadKeyMissing, PayloadTampered
 
-MARKER = b"SGE1"
+MARKER = b"SGE2"
+#: The first format: associated data the key id only (so a seal could be spliced).
+LEGACY_MARKER = b"SGE1"
+_AAD_PREFIX = b"kafka-saga/seal/v2\x00"
 _NONCE = 12
 #: The most a seal adds to a body: marker, key id length and id, nonce, GCM tag.
 SEAL_OVERHEAD = len(MARKER) + 1 + 255 + _NONCE + 16
+
+
+@dataclass(frozen=True)
+class SealContext:
+    """Where a body belongs: the topic, the record's owner (saga id or state key) and the
+    field, e.g. ``("saga.journal", "o-1", "entry:7")``."""
+
+    topic: str
+    owner: str
+    field: str
+
+    def aad(self, key_id: bytes) -> bytes:
+        return b"\x00".join((_AAD_PREFIX + key_id, self.topic.encode(), self.owner.encode(),
+                              self.field.encode()))
 
 
 @dataclass(frozen=True)
@@ -33,9 +60,12 @@ class PayloadCipher:
 
     keys: dict[str, bytes] = field(default_factory=dict, repr=False)
     current: str = ""
+    #: Read plain and SGE1 bodies too (SAGA_PAYLOAD_ACCEPT_LEGACY): for a migration only.
+    accept_legacy: bool = False
 
     @classmethod
-    def parse(cls, listed: str, current: str = "") -> PayloadCipher:
+    def parse(cls, listed: str, current: str = "", *, accept_legacy: bool = False
+              ) -> PayloadCipher:
         """From ``id:base64key,id:base64key`` (SAGA_PAYLOAD_KEYS); the current key is
         ``current`` (SAGA_PAYLOAD_KEY_ID) or the first listed."""
         keys: dict[str, bytes] = {}
@@ -59,23 +89,37 @@ class PayloadCipher:
             raise ConfigError(f"SAGA_PAYLOAD_KEY_ID names {chosen!r}, which "
                               "SAGA_PAYLOAD_KEYS does not list",
                               hint="add the key to SAGA_PAYLOAD_KEYS or fix the id")
-        return cls(keys, chosen)
+        return cls(keys, chosen, accept_legacy)
 
     @property
     def enabled(self) -> bool:
         return bool(self.current)
 
-    def seal(self, body: bytes) -> bytes:
+    def seal(self, body: bytes, context: SealContext) -> bytes:
         if not self.current:
             return body
         key_id = self.current.encode()
         nonce = os.urandom(_NONCE)
-        sealed = AESGCM(self.keys[self.current]).encrypt(nonce, body, key_id)
+        sealed = AESGCM(self.keys[self.current]).encrypt(nonce, body, context.aad(key_id))
         return MARKER + bytes([len(key_id)]) + key_id + nonce + sealed
 
-    def open(self, data: bytes) -> bytes:
-        if not data.startswith(MARKER):
+    def open(self, data: bytes, context: SealContext) -> bytes:
+        legacy = data.startswith(LEGACY_MARKER)
+        if not legacy and not data.startswith(MARKER):
+            if self.current and not self.accept_legacy:
+                raise PayloadTampered(
+                    f"a plain body in {context.topic} ({context.field} of "
+                    f"{context.owner!r}), where every body is sealed",
+                    hint="it was written without the payload keys (or a seal was "
+                    "stripped); while migrating to encryption set "
+                    "SAGA_PAYLOAD_ACCEPT_LEGACY=true")
             return data
+        if legacy and not self.accept_legacy:
+            raise PayloadTampered(
+                f"a body sealed in the first format (SGE1) in {context.topic}, which is "
+                "not bound to its saga and field",
+                hint="while records of older releases are kept, set "
+                "SAGA_PAYLOAD_ACCEPT_LEGACY=true")
         try:
             size = data[len(MARKER)]
             start = len(MARKER) + 1
@@ -93,13 +137,16 @@ class PayloadCipher:
                 hint=f"add key {key_id!r} to SAGA_PAYLOAD_KEYS (keep old keys listed "
                 "until no record sealed with them is kept)")
         nonce_at = start + size
+        aad = key_id.encode() if legacy else context.aad(key_id.encode())
         try:
             return AESGCM(key).decrypt(data[nonce_at:nonce_at + _NONCE],
-                                       data[nonce_at + _NONCE:], key_id.encode())
+                                       data[nonce_at + _NONCE:], aad)
         except InvalidTag:
-            raise PayloadTampered(f"a body sealed with key {key_id!r} does not open",
-                                  hint="it was altered, or the key listed under that id "
-                                  "is not the one that sealed it") from None
+            raise PayloadTampered(f"a body sealed with key {key_id!r} does not open as "
+                                  f"{context.field} of {context.owner!r} in {context.topic}",
+                                  hint="it was altered or moved from another saga, field or "
+                                  "topic, or the key listed under that id is not the one "
+                                  "that sealed it") from None
 
 
 def new_key() -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from saga.coordinator.outbox import Outbox, Topics
+from saga.coordinator.outbox import Outbox, OutRecord, Topics
+from saga.errors import RecordRefused
 from saga.kafka import clients
 from saga.store.projection import Projection
 from saga.store.timer_index import TimerIndex
@@ -24,6 +25,11 @@ from saga.store.timer_index import TimerIndex
 #: send_offsets_to_transaction takes milliseconds when healthy; past this the call is
 #: taken to be wedged (see _send_offsets).
 _SEND_OFFSETS_DEADLINE_S = 15
+#: Errors of one record that Kafka refuses however often it is sent: librdkafka raises
+#: them from produce() itself (past its own message.max.bytes), the broker answers
+#: them in the record's delivery report (past the topic's max.message.bytes).
+_REFUSED = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE,
+                      KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_RECORD})
 
 
 class Checkpoint:
@@ -35,11 +41,14 @@ class Checkpoint:
         self._projection = projection
         self._timer_index = timer_index
         self._delivered: dict[str, dict[int, int]] = {topics.journal: {}, topics.timers: {}}
+        self._records: list[OutRecord] = []
+        self._refused: RecordRefused | None = None
 
     def commit(self, outbox: Outbox, offsets: dict[int, int]) -> dict[str, int]:
         """Everything in ``outbox`` and the inbox ``offsets`` (next to read, per
         partition) in one transaction, then the stores; the bytes each saga state was
-        stored in. Raises KafkaException or ClientStuck with the transaction left for the
+        stored in. Raises KafkaException, ClientStuck or RecordRefused (one record Kafka
+        will never take, and the input that wrote it) with the transaction left for the
         caller to abort or abandon.
 
         ``offsets`` should name every partition the instance owns, not only those the
@@ -48,14 +57,17 @@ class Checkpoint:
         them too."""
         producer = self._producer
         producer.begin_transaction()
+        self._records = outbox.records
         for record in outbox.records:
-            extra: dict[str, Any] = {}
+            # Every record reports its delivery: a journal or timer record's offset is
+            # kept, and any record the broker refuses must be traced to its input.
+            extra: dict[str, Any] = {"on_delivery": self._on_delivery}
             if record.partition is not None:
                 extra["partition"] = record.partition
-            if record.tracked:
-                extra["on_delivery"] = self._on_delivery
-            _produce(producer, record.topic, record.value, record.key, record.headers, extra)
+            _produce(producer, record, extra)
         self._flush()
+        if self._refused is not None:
+            raise self._refused
         if offsets:
             self._send_offsets(offsets)
         producer.commit_transaction(60)
@@ -94,17 +106,37 @@ class Checkpoint:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             topic, partition, offset = clients.where(message)
-            offsets = self._delivered[topic]
-            offsets[partition] = max(offsets.get(partition, 0), offset + 1)
+            offsets = self._delivered.get(topic)
+            if offsets is not None:
+                offsets[partition] = max(offsets.get(partition, 0), offset + 1)
+        elif error.code() in _REFUSED and self._refused is None:
+            # Rare: the search is only paid for a record the broker refused.
+            record = next((r for r in self._records if r.topic == message.topic()
+                           and r.key == message.key() and r.value == message.value()), None)
+            self._refused = _refused(error, message.topic() or "?",
+                                     len(message.value() or b"") + len(message.key() or b""),
+                                     None if record is None else record.input)
 
 
-def _produce(producer: Any, topic: str, value: bytes | None, key: bytes | None,
-             headers: Any, extra: dict[str, Any]) -> None:
+def _produce(producer: Any, record: OutRecord, extra: dict[str, Any]) -> None:
     """Produce, waiting for room while the local queue is full (a big batch, a slow
     broker): BufferError is back-pressure, not a failure."""
     while True:
         try:
-            producer.produce(topic, value, key, headers=headers, **extra)
+            producer.produce(record.topic, record.value, record.key, headers=record.headers,
+                             **extra)
             return
         except BufferError:
             producer.poll(0.1)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() not in _REFUSED:
+                raise
+            raise _refused(error, record.topic, clients.record_bytes(
+                record.key, record.value, record.headers), record.input) from exc
+
+
+def _refused(error: KafkaError, topic: str, size: int, source: tuple[int, int] | None
+             ) -> RecordRefused:
+    return RecordRefused(f"Kafka refused a record of about {size} bytes for {topic}: "
+                         f"{error.str()}", source=source)

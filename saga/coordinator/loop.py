@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from typing import Any, NoReturn, TypeVar
 
@@ -43,9 +42,8 @@ from saga.coordinator.startup import (
 from saga.coordinator.state_cache import StateCache
 from saga.coordinator.timer_wheel import TimerWheel
 from saga.engine import events as ev
-from saga.engine.budget import RunBudget
-from saga.engine.decider import Decider
 from saga.engine.inputs import StartSaga
+from saga.engine.limits import decider_for
 from saga.engine.state import SagaState
 from saga.engine.workflow import WorkflowRegistry
 from saga.errors import (
@@ -53,6 +51,7 @@ from saga.errors import (
     ClientStuck,
     CodecError,
     CoordinatorFenced,
+    RecordRefused,
     SagaError,
 )
 from saga.kafka import clients
@@ -100,16 +99,7 @@ class Coordinator:
         self.kafka = settings.kafka
         self.topics = Topics.of(settings)
         self.codec = RecordCodec.for_settings(settings)
-        self.decider = Decider(registry, cache_size=self.config.cache_size,
-                               budget=RunBudget(
-                                   max_events=settings.run_max_events,
-                                   max_commands=settings.run_max_commands,
-                                   max_history=settings.max_history,
-                                   max_seconds=settings.run_max_seconds,
-                                   max_value_bytes=settings.max_payload_bytes,
-                                   max_pending_signals=settings.max_pending_signals),
-                               step_timeout=timedelta(seconds=settings.step_timeout_s)
-                               if settings.step_timeout_s > 0 else None)
+        self.decider = decider_for(settings, registry, cache_size=self.config.cache_size)
         self.stats = Stats()
         self._say = progress or (lambda line: log.info(line))
         self._stop = threading.Event()
@@ -117,13 +107,18 @@ class Coordinator:
         self._known_topics: set[str] = set()
         #: Services whose command topic is known to exist.
         self._ready_services: set[str] = set()
-        self.router = InputRouter(self.codec, settings.partitions)
+        self.origin = settings.origin_keys()
+        self.router = InputRouter(self.codec, settings.partitions, topic=self.topics.inbox,
+                                  origin=self.origin)
         self._states = StateCache(self.config.cache_size, self.config.state_cache_bytes)
         layout = StateLayout(settings.state_dir)
         self.projection_path = layout.projection(self.config.instance_id)
         self.timers_path = layout.timer_index(self.config.instance_id)
         self.projection: RocksProjection | None = None
         self.wheel: TimerWheel | None = None
+        #: Inbox records whose processing wrote a record Kafka refused, by (partition,
+        #: offset): how often, and why. Read again, each is dead-lettered instead.
+        self._refused: dict[tuple[int, int], tuple[int, str]] = {}
 
     # ---- lifecycle -----------------------------------------------------------------
     def stop(self) -> None:
@@ -238,12 +233,15 @@ class Coordinator:
         self.ownership.revoked(tp.partition for tp in partitions)
         self.decider.forget()
         self._states.clear()
+        gone = {tp.partition for tp in partitions}
+        self._refused = {at: why for at, why in self._refused.items() if at[0] not in gone}
         metrics.REBALANCES.labels("revoked").inc()
         self._say(f"revoked partitions {sorted(tp.partition for tp in partitions)}")
 
     # ---- one batch -----------------------------------------------------------------
     def _process(self, batch: list[Message], due: list[PendingTimer]) -> None:
-        outbox = Outbox(self.topics, self.codec, "coordinator", self.router.partitions)
+        outbox = Outbox(self.topics, self.codec, "coordinator", self.router.partitions,
+                        self.origin)
         retry = self._try_batch(batch, due, outbox)
         if retry is not None:
             self._retry_batch(batch, outbox, retry)
@@ -275,7 +273,12 @@ class Coordinator:
             return self._aborted(exc, checkpoint)
         except ClientStuck as exc:
             return self._replaced_producer(exc)
+        except RecordRefused as exc:
+            return self._refused_record(exc, checkpoint)
         self.ownership.committed(consumed)
+        if self._refused:  # their letters are committed
+            self._refused = {at: why for at, why in self._refused.items()
+                             if at[1] >= consumed.get(at[0], 0)}
         self._states.put_all(outbox.states, sizes)
         observe.committed(outbox, time.monotonic() - began, time.monotonic() - committing)
         self.stats.timers_fired += outbox.timers_fired
@@ -300,6 +303,10 @@ class Coordinator:
                 continue
             _, partition, offset = clients.where(message)
             consumed[partition] = offset + 1
+            outbox.reading = (partition, offset)
+            if self._refused and (partition, offset) in self._refused:
+                self._dead_letter_refused(outbox, message, *self._refused[partition, offset])
+                continue
             route = self.router.route(message.key(), message.value(), partition,
                                       partial(clients.headers_of, message))
             if route.kind is not None:
@@ -359,6 +366,20 @@ class Coordinator:
                 if parked.entries and parked.state is not None:
                     outbox.decided(parked.state, parked.entries, partition, cause, state)
 
+    def _dead_letter_refused(self, outbox: Outbox, message: Message, times: int,
+                             why: str) -> None:
+        """The letter of an input whose processing wrote a record Kafka refused; when
+        even that letter was refused, a bare one (the original stays at its offset)."""
+        if times == 1:
+            self._dead_letter(outbox, message, DeadLetterReason.RECORD_REFUSED, why)
+            return
+        topic, partition, offset = clients.where(message)
+        outbox.dead_letter(Source(topic, partition, offset, None, None),
+                           DeadLetterReason.RECORD_REFUSED,
+                           f"{why[:1000]} [its dead letter was refused too: neither key "
+                           "nor value is kept; the record is at the source offset]")
+        log.warning("dead-lettered %s/%s/%s bare: %s", topic, partition, offset, why)
+
     def _dead_letter(self, outbox: Outbox, message: Message, reason: str, detail: str
                      ) -> None:
         topic, partition, offset = clients.where(message)
@@ -390,6 +411,25 @@ class Coordinator:
         observe.aborted()
         checkpoint.abort()
         return _Retry(f"transaction aborted ({error}); re-reading the batch", warn=True)
+
+    def _refused_record(self, exc: RecordRefused, checkpoint: Checkpoint) -> _Retry:
+        """Kafka will never take a record this batch wrote: abort, and read the batch
+        again with the input that wrote it dead-lettered. Sent again as it was, the
+        same record would stop the batch for ever, on every instance that takes the
+        partition."""
+        checkpoint.abort()
+        if exc.source is None:  # a fired timer's record: no input to set aside
+            return _Retry(f"{exc}; re-reading the batch", pause_s=1, warn=True)
+        times = self._refused.get(exc.source, (0, ""))[0] + 1
+        self._refused[exc.source] = (times, exc.message)
+        partition, offset = exc.source
+        where = f"{self.topics.inbox}/{partition}/{offset}"
+        if times > 2:  # saga.dlq refuses even a bare letter: nothing left to send
+            return _Retry(f"{exc}; even the bare dead letter of {where} was refused: check "
+                          f"max.message.bytes of {self.topics.dlq}; re-reading the batch",
+                          pause_s=1, warn=True)
+        return _Retry(f"{exc}; {where} is dead-lettered instead; re-reading the batch",
+                      warn=True)
 
     def _replaced_producer(self, exc: ClientStuck) -> _Retry:
         """Give up a producer wedged inside librdkafka for a new one.

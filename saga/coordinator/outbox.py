@@ -2,9 +2,12 @@
 journal entries (and dead letters and fired timers) to records.
 
 A journal entry becomes its journal record, in the inbox record's partition
-(co-partitioning); a ``CommandIssued`` also becomes a command on ``<service>.commands``;
-``TimerScheduled`` and ``TimerCancelled`` become a timer request and a tombstone on
-``saga.timers``, in the saga's partition. The outbox also collects what the local
+(co-partitioning), and each of its effects (saga/engine/effects.py says which, for
+saga.testing too) a record: a ``CommandIssued`` a command on ``<service>.commands``;
+``TimerScheduled`` and ``TimerCancelled`` a timer request and a tombstone on
+``saga.timers``, in the saga's partition; a child's start or cancel and a child's end
+notice an input in the other saga's inbox partition; a schedule's state its catalog
+entry. The outbox also collects what the local
 stores apply once the transaction has committed: the states, the entries, the timer
 index changes and the deadline index changes (a step's reply deadline is held in its
 state, not on saga.timers: see DeadlineChanges).
@@ -17,13 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from saga.codec.origin import OriginKeys
 from saga.config import Settings
 from saga.engine import events as ev
-from saga.engine.inputs import CancelSaga, ChildFinished, FireTimer, Input, StartSaga
-from saga.engine.schedule import SCHEDULE_TYPE
+from saga.engine.effects import SendCommand, SendToSaga, StartTimer, StopTimer, effects_of
+from saga.engine.inputs import FireTimer, Input
 from saga.engine.state import SagaState
 from saga.errors import CodecError, PayloadTooLarge
 from saga.kafka import headers
+from saga.kafka.clients import RECORD_LIMIT
 from saga.kafka.dead_letters import Source, dead_letter
 from saga.kafka.headers import Headers, TimerAction
 from saga.kafka.partitioner import partition_of
@@ -31,11 +36,6 @@ from saga.kafka.records import RecordCodec
 from saga.store.projection import DeadlineChanges
 from saga.store.timer_index import PendingTimer
 from saga.telemetry import tracing
-
-_ENDINGS = (ev.SagaCompleted, ev.SagaFailed, ev.SagaCancelled)
-#: Largest record a decision may write: under the producer's and broker's 1 MB default,
-#: which a produce past it fails fatally, for the whole batch.
-RECORD_LIMIT = 960 * 1024
 
 
 def _fits(value: bytes) -> bytes:
@@ -77,6 +77,9 @@ class OutRecord:
     headers: Headers
     #: Its delivered offset is a position a local store keeps (journal, timers).
     tracked: bool = False
+    #: (partition, offset) of the inbox record whose processing wrote it; None for a
+    #: fired timer's. A record Kafka refuses is traced back to its input this way.
+    input: tuple[int, int] | None = None
 
 
 @dataclass
@@ -97,10 +100,12 @@ class TimerChanges:
 
 class Outbox:
     def __init__(self, topics: Topics, codec: RecordCodec, component: str,
-                 inbox_partitions: int = 1) -> None:
+                 inbox_partitions: int = 1, origin: OriginKeys | None = None) -> None:
         self.topics = topics
         self.codec = codec
         self.component = component
+        #: Tags what the coordinator sends itself (saga/codec/origin.py).
+        self.origin = origin or OriginKeys()
         #: Where another saga's inputs go (a child's start, a parent's notice): the
         #: partition of its id.
         self.inbox_partitions = inbox_partitions
@@ -124,6 +129,8 @@ class Outbox:
         self.outcomes: Counter[str] = Counter()
         self.letter_reasons: list[str] = []
         self.fired_due: list[int] = []
+        #: (partition, offset) of the inbox record being processed: what it adds is its.
+        self.reading: tuple[int, int] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.records)
@@ -155,36 +162,25 @@ class Outbox:
         saga_id = state.saga_id
         key = saga_id.encode()
         for entry in entries:
-            event = entry.event
             self._add(self.topics.journal, key, _fits(self.codec.encode_entry(entry, cause)),
-                      partition, headers.journal(event.type_name), tracked=True)
-            if isinstance(event, ev.CommandIssued):
-                self._command(state, entry, event)
-            elif isinstance(event, ev.TimerScheduled):
-                self._add(self.topics.timers, event.timer_id.encode(),
-                          self.codec.encode_timer(saga_id, event), partition,
-                          headers.timer(TimerAction.SCHEDULE), tracked=True)
-                self.timer_changes.schedule(PendingTimer(partition, event.timer_id, saga_id,
-                                                         event.due_ms))
-            elif isinstance(event, ev.TimerCancelled):
-                self._end_timer(partition, event.timer_id, TimerAction.CANCEL)
-            elif isinstance(event, ev.ChildStarted):
-                self._to_saga(event.child_id, StartSaga(
-                    event.saga_type, event.input, parent=saga_id, parent_step=event.step),
-                              f"child:{event.child_id}", state)
-            elif isinstance(event, ev.ChildCancelRequested):
-                self._to_saga(event.child_id, CancelSaga(f"its parent {saga_id} was "
-                                                         "cancelled"),
-                              f"cancel-child:{event.child_id}", state)
-            elif state.parent and isinstance(event, _ENDINGS):
-                self._to_saga(state.parent, ChildFinished(
-                    saga_id, state.status.value if state.status else "", state.result,
-                    state.error), f"child-ended:{saga_id}:{state.run}", state)
-            if state.saga_type == SCHEDULE_TYPE:
-                if isinstance(event, ev.AttributesSet) and "schedule" in event.attributes:
-                    self._schedule(state, event.attributes["schedule"], entry.at_ms)
-                elif isinstance(event, _ENDINGS):  # however it ended, it schedules no more
-                    self._schedule(state, None, entry.at_ms)
+                      partition, headers.journal(entry.event.type_name), tracked=True)
+            for effect in effects_of(state, entry):
+                if isinstance(effect, SendCommand):
+                    self._command(state, entry, effect.event)
+                elif isinstance(effect, StartTimer):
+                    event = effect.event
+                    self._add(self.topics.timers, event.timer_id.encode(),
+                              self.codec.encode_timer(saga_id, event), partition,
+                              headers.timer(TimerAction.SCHEDULE), tracked=True)
+                    self.timer_changes.schedule(PendingTimer(partition, event.timer_id,
+                                                             saga_id, event.due_ms))
+                elif isinstance(effect, StopTimer):
+                    self._end_timer(partition, effect.timer_id, TimerAction.CANCEL)
+                elif isinstance(effect, SendToSaga):
+                    self._to_saga(effect.saga_id, effect.input, effect.message_id, state)
+                else:
+                    self._schedule(state, effect.schedule_id, effect.published,
+                                   effect.at_ms)
         self.states[saga_id] = state
         self.entries.extend(entries)
 
@@ -202,7 +198,8 @@ class Outbox:
         timer (a reply deadline has none: it leaves the deadline index instead)."""
         value = self.codec.encode_inbox(timer.saga_id, FireTimer(timer.timer_id, timer.due_ms),
                                         message_id=f"timer:{timer.timer_id}")
-        self._add(self.topics.inbox, timer.saga_id.encode(), value, timer.partition, [])
+        self._add(self.topics.inbox, timer.saga_id.encode(), value, timer.partition,
+                  self._own(value))
         if timer.deadline:
             self._deadlines_fired.append(timer)
         else:
@@ -219,16 +216,15 @@ class Outbox:
         self.rerouted_inputs += 1
 
     def dead_letter(self, source: Source, reason: str, detail: str) -> None:
-        letter, letter_headers = dead_letter(self.codec, source, reason, detail,
-                                             self.component)
-        self._add(self.topics.dlq, source.key, letter, None, letter_headers)
+        letter = dead_letter(self.codec, source, reason, detail, self.component)
+        self._add(self.topics.dlq, letter.key, letter.value, None, letter.headers)
         self.dead_letters += 1
         self.letter_reasons.append(reason)
 
-    def _schedule(self, state: SagaState, published: Any, at_ms: int) -> None:
+    def _schedule(self, state: SagaState, schedule_id: str, published: Any, at_ms: int
+                  ) -> None:
         """The schedule catalog follows what each schedule saga publishes; the entry
         goes where the schedule's id hashes (a compacted topic keeps the latest)."""
-        schedule_id = state.saga_id.removeprefix("schedule:")
         value = None if published is None else self.codec.encode_schedule(
             schedule_id, state.saga_id, published, at_ms)
         self._add(self.topics.schedules, schedule_id.encode(), value,
@@ -238,12 +234,12 @@ class Outbox:
                  ) -> None:
         """An input for another saga (a child, a parent), in its inbox partition: in the
         same transaction as the decision, so it is sent exactly once."""
-        record_headers: Headers = []
+        encoded = _fits(self.codec.encode_inbox(saga_id, value, message_id=message_id))
+        record_headers = self._own(encoded)
         if tracing.enabled():  # a child's trace hangs under its parent's saga span
             record_headers.append((tracing.TRACEPARENT, tracing.saga_traceparent(
                 sender.saga_id, sender.trace).encode()))
-        self._add(self.topics.inbox, saga_id.encode(),
-                  _fits(self.codec.encode_inbox(saga_id, value, message_id=message_id)),
+        self._add(self.topics.inbox, saga_id.encode(), encoded,
                   partition_of(saga_id, self.inbox_partitions), record_headers)
 
     def _command(self, state: SagaState, entry: ev.Entry, event: ev.CommandIssued) -> None:
@@ -259,6 +255,12 @@ class Outbox:
         self.services.add(event.service)
         self.commands += 1
 
+    def _own(self, value: bytes) -> Headers:
+        """The headers of an inbox record the coordinator sends itself: its origin tag,
+        when it has an origin key."""
+        mac = self.origin.tag_own(self.topics.inbox, value)
+        return [] if mac is None else [(headers.ORIGIN_MAC, mac)]
+
     def _end_timer(self, partition: int, timer_id: str, action: TimerAction) -> None:
         self._add(self.topics.timers, timer_id.encode(), None, partition,
                   headers.timer(action), tracked=True)
@@ -266,4 +268,5 @@ class Outbox:
 
     def _add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
              record_headers: Headers, *, tracked: bool = False) -> None:
-        self.records.append(OutRecord(topic, key, value, partition, record_headers, tracked))
+        self.records.append(OutRecord(topic, key, value, partition, record_headers, tracked,
+                                      self.reading))

@@ -5,6 +5,7 @@ PEM, made with `cryptography` (pyca). Dev tooling: a real cluster brings its own
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -64,9 +65,8 @@ def issue_certificates(folder: Path, *, clients: Iterable[str] = ()) -> Certific
         _write_key(key_path, key)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         if name == BROKER:
-            files.broker_keystore.write_bytes(
-                key_path.read_bytes() + cert_path.read_bytes() + files.ca.read_bytes())
-            files.broker_keystore.chmod(0o600)
+            _write_private(files.broker_keystore, key_path.read_bytes()
+                           + cert_path.read_bytes() + files.ca.read_bytes())
     return files
 
 
@@ -102,7 +102,23 @@ def _certificate(common_name: str, key: ec.EllipticCurvePrivateKey,
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    _write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file that holds a private key, readable by its owner only from its first
+    byte on: written first and chmod-ed after, another user could open it in between
+    and keep reading it."""
+    # A file already there goes first: truncating it in place would keep its mode, and
+    # anyone who opened it before would read the new key through their descriptor.
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # exactly owner read+write, whatever the umask took away
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from saga.engine import events as ev
 from saga.engine.compensation import advance_compensation
-from saga.engine.ids import child_id, timer_id
+from saga.engine.ids import child_id, saga_id_too_long, timer_id
 from saga.engine.runtime import UpdateHandler, UpdateValidator, WorkflowRuntime
 from saga.engine.state import StepOutcome, TimerStatus
 from saga.engine.workflow import DEFAULT_RETRY, RetryPolicy
@@ -304,9 +304,12 @@ class SagaContext:
         if existing is None:
             runtime.check_value(f"the input of ctx.child({saga_type!r})", input)
             chosen = id or child_id(runtime.state.saga_id, step)
-            if not chosen or "\x00" in chosen or chosen == runtime.state.saga_id:
+            if not chosen or "\x00" in chosen or chosen == runtime.state.saga_id \
+                    or saga_id_too_long(chosen):
                 raise StepFailed("invalid_child_id", service="child", command=saga_type,
-                                 detail=f"{chosen!r}")
+                                 detail=f"{chosen[:200]!r}" + (
+                                     f" ({len(chosen)} characters)" if len(chosen) > 200
+                                     else ""))
             runtime.start_child(step, saga_type, input, chosen)
         elif existing.saga_type != saga_type:
             raise Divergence(f"step {step}: the journal started a {existing.saga_type} child, "

@@ -57,6 +57,8 @@ class RejectReason(StrEnum):
     UNKNOWN_SAGA = "unknown_saga"  # an input for a saga id never started
     REPLY_FOR_UNKNOWN_COMMAND = "reply_for_unknown_command"
     TOO_MANY_SIGNALS = "too_many_signals"  # the saga holds its limit of unread signals
+    #: a reply naming another service than the one the step called
+    REPLY_FROM_OTHER_SERVICE = "reply_from_other_service"
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,12 @@ class Decider:
         if issued is None or ref.attempt > issued.attempt:
             return Rejection(RejectReason.REPLY_FOR_UNKNOWN_COMMAND,
                              f"reply for {reply.command_id}, which this saga never issued")
+        if reply.service != issued.service:
+            # With origin keys the service a reply names is the one that tagged it: only
+            # the service a step called may answer it.
+            return Rejection(RejectReason.REPLY_FROM_OTHER_SERVICE,
+                             f"reply for {reply.command_id} from {reply.service!r}; the step "
+                             f"called {issued.service!r}")
         timed_out = (issued.reason if isinstance(issued, Step) else issued.error) == TIMED_OUT
         if ref.attempt < issued.attempt:
             run.emit(ev.InputIgnored("late_reply", f"reply for attempt {ref.attempt} of "

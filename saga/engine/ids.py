@@ -15,6 +15,19 @@ from dataclasses import dataclass
 
 from saga.engine.events import CommandKind, TimerPurpose
 
+#: Longest saga id, in bytes of UTF-8. A saga id is the key of every record of its saga
+#: and starts every command, timer and idempotency id it makes, so it must stay far
+#: below Kafka's record limit; the HTTP API's 512 characters always fit. A longer id
+#: is refused where it enters (the client, the coordinator's router, a service) and a
+#: child id past it fails the ctx.child() step.
+MAX_SAGA_ID_BYTES = 2048
+
+
+def saga_id_too_long(saga_id: str) -> bool:
+    # 4 bytes a character at most: most ids are decided without encoding them.
+    return len(saga_id) * 4 > MAX_SAGA_ID_BYTES and \
+        len(saga_id.encode(errors="surrogatepass")) > MAX_SAGA_ID_BYTES
+
 
 @dataclass(frozen=True)
 class CommandRef:

@@ -71,10 +71,12 @@ def grants(settings: Settings, role: Role, services: Iterable[str],
     readers = _groups("saga-reader-", "saga-meta-", "saga-backlog-")
     if role is Role.COORDINATOR:
         return [
-            _topic(inbox, _R, _D, _DC),
+            # It writes the inbox too: fired timers, a child's start and end, inputs
+            # re-routed to their saga's partition; and the schedule catalog.
+            _topic(inbox, _R, _W, _D, _DC),
             _topic(journal, _R, _W, _D, _DC),
             _topic(timers, _R, _W, _D, _DC),
-            _topic(schedules, _R, _D, _DC),
+            _topic(schedules, _R, _W, _D, _DC),
             _topic(dlq, _W, _D, _DC),
             *(_topic(t(f"{name}.commands"), _W, _D, _DC) for name in sorted(services)),
             # It checks every topic of the specs at start-up, the changelogs too.

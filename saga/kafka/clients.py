@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,6 +41,25 @@ _COMMON: dict[str, Any] = {
     "log.connection.close": False,
     "logger": _log,
 }
+
+
+#: Largest record kafka-saga writes, key, value and headers together: under librdkafka's
+#: message.max.bytes (1,000,000), aiokafka's max_request_size (1 MiB) and the broker's
+#: 1 MB default. A producer refuses a record past its limit for good, so every writer
+#: measures what it builds from outside input (a dead letter, a reply) against this.
+RECORD_LIMIT = 960 * 1024
+#: What Kafka's record format adds to a record's key, value and headers, at most.
+_RECORD_OVERHEAD = 64
+
+
+def record_bytes(key: bytes | None, value: bytes | None,
+                 headers: Sequence[tuple[str, bytes | str | None]] | None = None) -> int:
+    """About what a record takes on the wire (never less)."""
+    size = _RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+    for name, header in headers or ():
+        size += 16 + len(name.encode()) + len(
+            header.encode() if isinstance(header, str) else header or b"")
+    return size
 
 
 def producer(kafka: KafkaConnection, *, transactional_id: str | None = None,
@@ -161,8 +180,10 @@ def headers_of(message: Message) -> list[tuple[str, bytes | None]] | None:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
+# _DESTROY_BROKER: a request was in flight when librdkafka tore down the handle of a
+# broker that went away (a broker restart); the next request goes to another.
 _TRANSIENT = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-                        KafkaError._TIMED_OUT, KafkaError._RESOLVE,
+                        KafkaError._TIMED_OUT, KafkaError._RESOLVE, KafkaError._DESTROY_BROKER,
                         KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                         KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
                         KafkaError.COORDINATOR_LOAD_IN_PROGRESS})

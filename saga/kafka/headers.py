@@ -25,6 +25,10 @@ DLQ_DETAIL = "saga.dlq.detail"
 DLQ_COMPONENT = "saga.dlq.component"
 DLQ_SOURCE = "saga.dlq.source"  # topic/partition/offset of the original record
 REDRIVEN_FROM = "saga.dlq.redriven_from"
+#: On an inbox record only its writer may send (a reply, a fired timer, a child's start
+#: or end): HMAC-SHA256 of its topic and value under that writer's key
+#: (saga/codec/origin.py).
+ORIGIN_MAC = "saga.origin.mac"
 
 #: Longest dead-letter detail kept in a header (the Avro value keeps more).
 _DETAIL_LIMIT = 1000

@@ -8,6 +8,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from saga.config import Settings
+from saga.engine.ids import MAX_SAGA_ID_BYTES, saga_id_too_long
 from saga.engine.inputs import DeliverSignal, Input, StartSaga
 from saga.errors import ConfigError, KafkaUnavailable
 from saga.kafka import clients
@@ -20,6 +21,11 @@ def check_saga_id(saga_id: str) -> None:
     if not saga_id or "\x00" in saga_id:
         raise ConfigError(f"saga id {saga_id!r} is empty or holds a NUL byte",
                           hint="use a non-empty id of printable characters")
+    if saga_id_too_long(saga_id):
+        raise ConfigError(f"a saga id of {len(saga_id.encode(errors='surrogatepass'))} bytes "
+                          f"is over the limit of {MAX_SAGA_ID_BYTES}",
+                          hint="use a shorter id (a key into your own data, not the data); "
+                          "the coordinator dead-letters longer ones (saga_id_too_long)")
 
 
 class InboxProducer:

@@ -13,7 +13,7 @@ from typing import Any
 from saga.codec.avro import AvroCodec
 from saga.codec.claim_check import ClaimCheck
 from saga.codec.json import dumps_body, loads_body
-from saga.codec.payload import SEAL_OVERHEAD, PayloadCipher
+from saga.codec.payload import SEAL_OVERHEAD, PayloadCipher, SealContext
 from saga.config import Settings
 from saga.engine import events as ev
 from saga.engine.inputs import (
@@ -50,6 +50,17 @@ class DeadLetterReason(StrEnum):
     DECISION_FAILED = "decision_failed"  # the saga's history refused the input
     UNENCODABLE_DECISION = "unencodable_decision"  # the saga parked: see its history
     FOREIGN_REPLY_TOPIC = "foreign_reply_topic"  # a command whose replies go elsewhere
+    #: an input only one writer may send (a reply, a fired timer) without its origin tag
+    UNPROVEN_ORIGIN = "unproven_origin"
+    #: a saga id over engine.ids.MAX_SAGA_ID_BYTES: every record of the saga would carry it
+    SAGA_ID_TOO_LONG = "saga_id_too_long"
+    #: Kafka refused a record its processing wrote (too large, invalid) for good
+    RECORD_REFUSED = "record_refused"
+
+
+#: Longest error or detail text a record carries, in characters: a handler's exception
+#: message is not bounded, and a reply or letter past Kafka's record limit is refused.
+TEXT_LIMIT = 4000
 
 
 class RecordCodec:
@@ -58,11 +69,16 @@ class RecordCodec:
     def __init__(self, codec: AvroCodec | None = None, *,
                  max_payload_bytes: int = 512 * 1024,
                  cipher: PayloadCipher | None = None,
-                 claims: ClaimCheck | None = None) -> None:
+                 claims: ClaimCheck | None = None, topic_prefix: str = "") -> None:
         self.codec = codec or AvroCodec()
         self.limit = max_payload_bytes
         self.cipher = cipher or PayloadCipher()
         self.claims = claims or ClaimCheck()
+        #: Seals name the real topic a body belongs to (saga/codec/payload.py).
+        self.prefix = topic_prefix
+        self._inbox = f"{topic_prefix}saga.inbox"
+        self._journal = f"{topic_prefix}saga.journal"
+        self._schedules = f"{topic_prefix}saga.schedules"
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RecordCodec:
@@ -72,17 +88,25 @@ class RecordCodec:
             else None
         return cls(max_payload_bytes=settings.max_payload_bytes,
                    cipher=PayloadCipher.parse(settings.payload_keys.reveal(),
-                                              settings.payload_key_id),
-                   claims=ClaimCheck(store, settings.claim_check_bytes))
+                                              settings.payload_key_id,
+                                              accept_legacy=settings.payload_accept_legacy),
+                   claims=ClaimCheck(store, settings.claim_check_bytes),
+                   topic_prefix=settings.topic_prefix)
 
     # JSON, then sealed, then claim-checked: the store holds only sealed bodies, and a
-    # body's limit is checked on its JSON, before and after the trip.
-    def _dumps(self, value: Any, *, limit: int | None = None) -> bytes:
-        return self.claims.check(self.cipher.seal(dumps_body(value, limit=limit)))
+    # body's limit is checked on its JSON, before and after the trip. ``where``: the
+    # topic, owner and field the seal is bound to.
+    def _dumps(self, value: Any, where: tuple[str, str, str], *, limit: int | None = None
+               ) -> bytes:
+        body = dumps_body(value, limit=limit)
+        if self.cipher.enabled:
+            body = self.cipher.seal(body, SealContext(*where))
+        return self.claims.check(body)
 
-    def _loads(self, data: bytes, *, limit: int | None = None) -> Any:
+    def _loads(self, data: bytes, where: tuple[str, str, str], *, limit: int | None = None
+               ) -> Any:
         sealed = self.claims.redeem(data, limit=None if limit is None else limit + SEAL_OVERHEAD)
-        return loads_body(self.cipher.open(sealed), limit=limit)
+        return loads_body(self.cipher.open(sealed, SealContext(*where)), limit=limit)
 
     # ---- saga.inbox ----------------------------------------------------------------
     def decode_inbox(self, data: bytes | None) -> InboxMessage:
@@ -93,19 +117,26 @@ class RecordCodec:
         if not saga_id or "\x00" in saga_id:
             raise CodecError(f"saga id {saga_id!r} is empty or holds a NUL byte")
         name, body = record["body"]
+        inbox = self._inbox
         value: Input
         match name:
             case "saga.Start":
-                value = StartSaga(body["saga_type"], self._loads(body["input"], limit=self.limit),
+                value = StartSaga(body["saga_type"],
+                                  self._loads(body["input"], (inbox, saga_id, "start.input"),
+                                              limit=self.limit),
                                   parent=body["parent"], parent_step=body["parent_step"])
             case "saga.Signal":
-                value = DeliverSignal(body["name"], self._loads(body["payload"], limit=self.limit))
+                value = DeliverSignal(body["name"], self._loads(
+                    body["payload"], (inbox, saga_id, f"signal.payload:{body['name']}"),
+                    limit=self.limit))
             case "saga.Cancel":
                 value = CancelSaga(body["reason"])
             case "saga.Reply":
                 value = CommandReply(body["command_id"], body["service"],
                                      ReplyOutcome(body["outcome"]),
-                                     self._loads(body["result"], limit=self.limit),
+                                     self._loads(body["result"], (
+                                         inbox, saga_id, f"reply.result:{body['command_id']}"),
+                                                 limit=self.limit),
                                      body["error"])
             case "saga.TimerFired":
                 value = FireTimer(body["timer_id"], body["due_ms"])
@@ -114,12 +145,13 @@ class RecordCodec:
             case "saga.Abandon":
                 value = AbandonSaga(body["reason"], body["compensate"])
             case "saga.ChildEnded":
-                value = ChildFinished(body["child_id"], body["status"],
-                                      self._loads(body["result"], limit=self.limit),
-                                      body["error"])
+                value = ChildFinished(body["child_id"], body["status"], self._loads(
+                    body["result"], (inbox, saga_id, f"child.result:{body['child_id']}"),
+                    limit=self.limit), body["error"])
             case "saga.Update":
-                value = UpdateSaga(body["update_id"], body["name"],
-                                   self._loads(body["payload"], limit=self.limit))
+                value = UpdateSaga(body["update_id"], body["name"], self._loads(
+                    body["payload"], (inbox, saga_id, f"update.payload:{body['update_id']}"),
+                    limit=self.limit))
             case _:
                 raise CodecError(f"inbox body {name} is not handled by this coordinator")
         return InboxMessage(saga_id, record["message_id"], value)
@@ -127,23 +159,28 @@ class RecordCodec:
     def encode_inbox(self, saga_id: str, value: Input, *, message_id: str | None = None
                      ) -> bytes:
         body: tuple[str, dict[str, Any]]
+        inbox = self._inbox
         match value:
             case StartSaga():
                 body = ("saga.Start", {"saga_type": value.saga_type,
-                                       "input": self._dumps(value.input, limit=self.limit),
+                                       "input": self._dumps(value.input,
+                                                            (inbox, saga_id, "start.input"),
+                                                            limit=self.limit),
                                        "parent": value.parent,
                                        "parent_step": value.parent_step})
             case DeliverSignal():
-                body = ("saga.Signal", {"name": value.name,
-                                        "payload": self._dumps(value.payload,
-                                                              limit=self.limit)})
+                body = ("saga.Signal", {"name": value.name, "payload": self._dumps(
+                    value.payload, (inbox, saga_id, f"signal.payload:{value.name}"),
+                    limit=self.limit)})
             case CancelSaga():
                 body = ("saga.Cancel", {"reason": value.reason})
             case CommandReply():
                 body = ("saga.Reply", {"command_id": value.command_id,
                                        "service": value.service, "outcome": value.outcome,
-                                       "result": self._dumps(value.result, limit=self.limit),
-                                       "error": value.error})
+                                       "result": self._dumps(value.result, (
+                                           inbox, saga_id, f"reply.result:{value.command_id}"),
+                                                             limit=self.limit),
+                                       "error": value.error[:TEXT_LIMIT]})
             case FireTimer():
                 body = ("saga.TimerFired", {"timer_id": value.timer_id,
                                             "due_ms": value.due_ms})
@@ -155,11 +192,15 @@ class RecordCodec:
             case ChildFinished():
                 body = ("saga.ChildEnded", {"child_id": value.child_id,
                                             "status": value.status,
-                                            "result": self._dumps(value.result),
-                                            "error": value.error[:4000]})
+                                            "result": self._dumps(value.result, (
+                                                inbox, saga_id,
+                                                f"child.result:{value.child_id}")),
+                                            "error": value.error[:TEXT_LIMIT]})
             case UpdateSaga():
                 body = ("saga.Update", {"update_id": value.update_id, "name": value.name,
-                                        "payload": self._dumps(value.payload,
+                                        "payload": self._dumps(value.payload, (
+                                            inbox, saga_id,
+                                            f"update.payload:{value.update_id}"),
                                                               limit=self.limit)})
         return self.codec.encode("inbox_message", {
             "saga_id": saga_id, "message_id": message_id or uuid.uuid4().hex,
@@ -169,7 +210,9 @@ class RecordCodec:
     def encode_entry(self, entry: ev.Entry, cause: str | None = None) -> bytes:
         return self.codec.encode("journal_event", {
             "saga_id": entry.saga_id, "seq": entry.seq, "type": entry.event.type_name,
-            "at_ms": entry.at_ms, "body": self._dumps(entry.event), "cause": cause})
+            "at_ms": entry.at_ms,
+            "body": self._dumps(entry.event, (self._journal, entry.saga_id, f"entry:{entry.seq}")),
+            "cause": cause})
 
     def decode_entry(self, data: bytes | None) -> ev.Entry:
         return self.decode_journal(data)[0]
@@ -180,7 +223,8 @@ class RecordCodec:
         if data is None:
             raise CodecError("a journal record without a value")
         _, record = self.codec.decode(data, expect="journal_event")
-        event = ev.from_body(record["type"], self._loads(record["body"]))
+        event = ev.from_body(record["type"], self._loads(
+            record["body"], (self._journal, record["saga_id"], f"entry:{record['seq']}")))
         entry = ev.Entry(record["saga_id"], record["seq"], record["at_ms"], event)
         return entry, record.get("cause")
 
@@ -191,11 +235,14 @@ class RecordCodec:
             "command_id": event.command_id, "saga_id": saga_id, "saga_type": saga_type,
             "service": event.service, "name": event.name, "kind": event.kind,
             "attempt": event.attempt, "issued_at_ms": at_ms, "reply_topic": reply_topic,
-            "body": self._dumps(event.input)})
+            "body": self._dumps(event.input, (f"{self.prefix}{event.service}.commands", saga_id,
+                                              f"command.body:{event.command_id}"))})
 
     def decode_command(self, data: bytes | None) -> dict[str, Any]:
         record = self.command_envelope(data)
-        record["body"] = self._loads(record["body"], limit=self.limit)
+        record["body"] = self._loads(record["body"], (
+            f"{self.prefix}{record['service']}.commands", record["saga_id"],
+            f"command.body:{record['command_id']}"), limit=self.limit)
         return record
 
     def command_envelope(self, data: bytes | None) -> dict[str, Any]:
@@ -219,39 +266,48 @@ class RecordCodec:
         return record if record["action"] == TimerAction.SCHEDULE else None
 
     # ---- <service>.state -----------------------------------------------------------
-    def encode_state_change(self, change: StateChange) -> bytes:
+    def encode_state_change(self, change: StateChange, topic: str = "") -> bytes:
+        """``topic``: the service's state topic, which the seal names."""
         return self.codec.encode("state_change", {
             "key": change.key, "version": change.version,
-            "value": self._dumps(change.value), "command_id": change.command_id})
+            "value": self._dumps(change.value, (topic, change.key, "state.value")),
+            "command_id": change.command_id})
 
-    def decode_state_change(self, data: bytes | None) -> StateChange:
+    def decode_state_change(self, data: bytes | None, topic: str = "") -> StateChange:
         if data is None:
             raise CodecError("a state change without a value")
         record = self.codec.decode(data, expect="state_change")[1]
         raw = record["value"]
         return StateChange(record["key"], record["version"],
-                           None if raw is None else self._loads(raw), record["command_id"])
+                           None if raw is None else self._loads(
+                               raw, (topic, record["key"], "state.value")),
+                           record["command_id"])
 
     # ---- saga.schedules ------------------------------------------------------------
     def encode_schedule(self, schedule_id: str, saga_id: str, entry: Any, at_ms: int
                         ) -> bytes:
         return self.codec.encode("schedule_entry", {
-            "schedule_id": schedule_id, "saga_id": saga_id, "entry": self._dumps(entry),
+            "schedule_id": schedule_id, "saga_id": saga_id,
+            "entry": self._dumps(entry, (self._schedules, schedule_id, "schedule.entry")),
             "at_ms": at_ms})
 
     def decode_schedule(self, data: bytes) -> dict[str, Any]:
         record = self.codec.decode(data, expect="schedule_entry")[1]
-        return {**self._loads(record["entry"]), "saga_id": record["saga_id"],
+        return {**self._loads(record["entry"], (self._schedules, record["schedule_id"],
+                                                "schedule.entry")),
+                "saga_id": record["saga_id"],
                 "updated_at_ms": record["at_ms"]}
 
     # ---- saga.dlq ------------------------------------------------------------------
     def encode_dead_letter(self, *, topic: str, partition: int, offset: int,
                            key: bytes | None, value: bytes | None, reason: str, detail: str,
-                           component: str) -> bytes:
+                           component: str, cut: list[dict[str, Any]] | None = None) -> bytes:
+        """``cut``: the original fields the letter does not hold whole (``field``,
+        ``size``, ``sha256``); saga/kafka/dead_letters.py decides what is cut."""
         return self.codec.encode("dead_letter", {
             "source_topic": topic, "source_partition": partition, "source_offset": offset,
-            "key": key, "value": value, "reason": reason, "detail": detail[:4000],
-            "component": component, "at_ms": int(time.time() * 1000)})
+            "key": key, "value": value, "reason": reason, "detail": detail[:TEXT_LIMIT],
+            "component": component, "at_ms": int(time.time() * 1000), "cut": cut or []})
 
     def decode_dead_letter(self, data: bytes | None) -> dict[str, Any]:
         if data is None:

@@ -63,7 +63,7 @@ def _decode(codec: RecordCodec, value: bytes | None, topic: str, partition: int,
     if value is None:
         return None  # a tombstone: compaction's, never ours
     try:
-        return codec.decode_state_change(value)
+        return codec.decode_state_change(value, topic)
     except CodecError as exc:
         # Only a foreign writer could put one here; say where, and go on.
         log.warning("%s/%d/%d is not a state change, passed over: %s", topic, partition,

@@ -1,33 +1,36 @@
 """What a service does with one command record, Kafka aside: decode it, answer it from
-the step's stored reply when the step has one, else run the handler, and say what to
-send (the reply, or a dead letter). The runner (runner.py) sends it all in one
-transaction per batch."""
+the step's stored reply when the step has one, else run the handler (answer.py, which
+saga.testing shares), and say what to send (the reply, or a dead letter). The runner
+(runner.py) sends it all in one transaction per batch."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from saga.codec.json import dumps_body
 from saga.config import Settings
-from saga.engine.events import CommandKind
-from saga.engine.ids import idempotency_key
+from saga.engine.ids import MAX_SAGA_ID_BYTES, saga_id_too_long
 from saga.engine.inputs import CommandReply, ReplyOutcome
-from saga.errors import BusinessError, CodecError
+from saga.errors import CodecError
+from saga.kafka import headers
+from saga.kafka.clients import RECORD_LIMIT, record_bytes
 from saga.kafka.dead_letters import Source, dead_letter
 from saga.kafka.records import DeadLetterReason, RecordCodec
-from saga.service.handlers import Command, Service, StagedState
+from saga.service.answer import AnswerSource, answer_command
+from saga.service.handlers import Service
 from saga.service.state import BatchState
 from saga.telemetry import metrics, tracing
 from saga.telemetry.logs import log_context
 
 log = logging.getLogger("saga.services")
+#: What a reply record holds besides its result: ids, service name, error text, headers.
+_ENVELOPE_ROOM = 32 * 1024
+#: A command id is its saga id, a step and an attempt.
+_COMMAND_ID_ROOM = 40
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,13 @@ class Dispatcher:
         #: this installation's coordinator (or was damaged), and a reply to a topic
         #: that does not exist would wedge the service's producer.
         self.inbox = settings.topic("saga.inbox")
+        #: Tags each reply as this service's (saga/codec/origin.py).
+        self.origin = settings.origin_keys()
+        #: Largest result or state value a handler may give: SAGA_MAX_PAYLOAD_BYTES, and
+        #: without a claim-check store also room under Kafka's record limit (its reply
+        #: or state record would be refused, and the handler run again and again).
+        self.body_limit = settings.max_payload_bytes if settings.claim_check_dir else \
+            min(settings.max_payload_bytes, RECORD_LIMIT - _ENVELOPE_ROOM)
         self.handled = 0  # handler runs
         self.duplicates = 0  # commands answered from a stored reply
 
@@ -62,11 +72,14 @@ class Dispatcher:
                 envelope = self.codec.command_envelope(record.value)
             except CodecError:
                 return [letter]
-            if envelope["reply_topic"] != self.inbox:
+            if envelope["reply_topic"] != self.inbox or _oversized_ids(envelope):
                 return [letter]
             failure = {"outcome": ReplyOutcome.BUSINESS_ERROR, "result": None,
                        "error": f"undecodable_command: {detail}"[:1000]}
             return [letter, self._reply(envelope, failure)]
+        oversized = _oversized_ids(command)
+        if oversized:  # a reply keyed and named by it would be refused: never run
+            return [self._dead_letter(record, DeadLetterReason.SAGA_ID_TOO_LONG, oversized)]
         if command["reply_topic"] != self.inbox:
             return [self._dead_letter(
                 record, DeadLetterReason.FOREIGN_REPLY_TOPIC,
@@ -84,75 +97,63 @@ class Dispatcher:
             out = [Outgoing(o.topic, o.key, o.value,
                             [*o.headers, (tracing.TRACEPARENT, traceparent.encode())])
                    for o in out]
-        return out
+        return [self._fitting(record, o) for o in out]
 
     async def _handle_command(self, command: dict[str, Any], batch: BatchState
                               ) -> list[Outgoing]:
-        command_id = command["command_id"]
-        key = idempotency_key(command_id)
-        held = batch.step_reply(key)
-        if held is not None and (held.command_id == command_id
-                                 or held.reply["outcome"] != ReplyOutcome.TECHNICAL_ERROR):
+        began = time.monotonic()
+        answer = await answer_command(self.service, command, batch,
+                                      handler_timeout_s=self.settings.handler_timeout_s,
+                                      max_payload_bytes=self.body_limit)
+        if answer.source is AnswerSource.STORED:
             self.duplicates += 1  # answered before: a redelivery, or a retry after a timeout
             metrics.SERVICE_COMMANDS.labels(self.service.name, command["name"],
                                             "answered").inc()
-            return [self._reply(command, held.reply)]
-        began = time.monotonic()
-        reply, writes = await self._run_handler(command, key, batch)
+            return [self._reply(command, answer.reply)]
+        if answer.source is AnswerSource.HANDLER:
+            self.handled += 1
         metrics.HANDLER_DURATION.labels(self.service.name, command["name"]).observe(
             time.monotonic() - began)
         metrics.SERVICE_COMMANDS.labels(self.service.name, command["name"],
-                                        str(reply["outcome"]).lower()).inc()
-        batch.record(command_id, key, writes, reply)
-        return [self._reply(command, reply)]
-
-    async def _run_handler(self, command: dict[str, Any], key: str, batch: BatchState
-                           ) -> tuple[dict[str, Any], dict[str, Any]]:
-        handler = self.service.handlers.get(command["name"])
-        if handler is None:
-            return {"outcome": ReplyOutcome.BUSINESS_ERROR, "result": None,
-                    "error": f"unknown_command: {self.service.name} has no handler for "
-                             f"{command['name']!r}"}, {}
-        staged = StagedState(batch, self.service.defaults)
-        self.handled += 1
-        try:
-            result = await asyncio.wait_for(handler(Command(
-                command["command_id"], key, command["saga_id"], command["saga_type"],
-                command["name"], CommandKind(command["kind"]), command["attempt"],
-                command["body"], staged)), self.settings.handler_timeout_s or None)
-        except BusinessError as exc:
-            return {"outcome": ReplyOutcome.BUSINESS_ERROR, "result": None,
-                    "error": exc.reason}, {}
-        except TimeoutError:
-            return {"outcome": ReplyOutcome.TECHNICAL_ERROR, "result": None,
-                    "error": f"handler_timeout: {self.service.name}.{command['name']} took "
-                             f"more than {self.settings.handler_timeout_s:g}s"}, {}
-        except Exception as exc:  # noqa: BLE001 - any other failure is technical
-            log.warning("handler %s.%s failed:\n%s", self.service.name, command["name"],
-                        traceback.format_exc())
-            return {"outcome": ReplyOutcome.TECHNICAL_ERROR, "result": None,
-                    "error": f"{type(exc).__name__}: {exc}"}, {}
-        try:
-            dumps_body(result, limit=self.settings.max_payload_bytes)
-            dumps_body(staged.writes)
-        except CodecError as exc:  # retrying the same code cannot help
-            return {"outcome": ReplyOutcome.BUSINESS_ERROR, "result": None,
-                    "error": f"unencodable_result: {exc}"[:1000]}, {}
-        return {"outcome": ReplyOutcome.OK, "result": result, "error": ""}, staged.writes
+                                        str(answer.reply["outcome"]).lower()).inc()
+        return [self._reply(command, answer.reply)]
 
     def _reply(self, command: dict[str, Any], reply: dict[str, Any]) -> Outgoing:
         command_id = command["command_id"]
         value = self.codec.encode_inbox(command["saga_id"], CommandReply(
             command_id, self.service.name, ReplyOutcome(reply["outcome"]), reply["result"],
             reply["error"]), message_id=f"reply:{command_id}")
-        return Outgoing(command["reply_topic"], command["saga_id"].encode(), value, [])
+        mac = self.origin.tag_reply(self.service.name, command["reply_topic"], value)
+        return Outgoing(command["reply_topic"], command["saga_id"].encode(), value,
+                        [] if mac is None else [(headers.ORIGIN_MAC, mac)])
+
+    def _fitting(self, record: Any, out: Outgoing) -> Outgoing:
+        """``out``, or the command's dead letter when Kafka would refuse ``out``: sent,
+        it would fail the batch's transaction on every try, and each try would run the
+        batch's handlers again. The letter itself is bounded (dead_letters.py)."""
+        size = record_bytes(out.key, out.value, out.headers)
+        if size <= RECORD_LIMIT:
+            return out
+        return self._dead_letter(record, DeadLetterReason.RECORD_REFUSED,
+                                 f"its {size}-byte record for {out.topic} is over Kafka's "
+                                 f"record limit ({RECORD_LIMIT} bytes): not sent")
 
     def _dead_letter(self, record: Any, reason: str, detail: str) -> Outgoing:
-        value, letter_headers = dead_letter(
+        letter = dead_letter(
             self.codec, Source(record.topic, record.partition, record.offset, record.key,
                                record.value), reason, detail, f"service:{self.service.name}")
         log.warning("dead-lettered %s/%s/%s: %s", record.topic, record.partition,
                     record.offset, reason)
-        return Outgoing(self.dlq, record.key, value,
+        return Outgoing(self.dlq, letter.key, letter.value,
                     [(k, v if isinstance(v, bytes) else str(v).encode())
-                     for k, v in letter_headers])
+                     for k, v in letter.headers])
+
+
+def _oversized_ids(command: dict[str, Any]) -> str | None:
+    """Why a command's saga or command id is longer than any kafka-saga makes, or None."""
+    saga_id, command_id = str(command["saga_id"]), str(command["command_id"])
+    if saga_id_too_long(saga_id):
+        return f"a saga id of {len(saga_id)} characters, over the {MAX_SAGA_ID_BYTES}-byte limit"
+    if len(command_id) > MAX_SAGA_ID_BYTES + _COMMAND_ID_ROOM:
+        return f"a command id of {len(command_id)} characters: no saga makes one that long"
+    return None

@@ -41,7 +41,22 @@ def test_production_paths_never_import_the_dev_tooling() -> None:
                   *_saga_modules("saga.coordinator"), *_saga_modules("saga.kafka"),
                   *_saga_modules("saga.store")]
     loaded = _modules_loaded_by(production)
-    assert not {m for m in loaded if m.startswith("saga.dev") or m.startswith("testcontainers")}
+    assert not {m for m in loaded if m.startswith(("saga.dev", "saga.testing", "testcontainers",
+                                                   "pytest", "_pytest"))}
+
+
+def test_the_test_tooling_runs_no_process_and_its_plugin_costs_nothing() -> None:
+    """saga.testing drives the engine and the services' code in memory: it loads none of
+    the processes (coordinator, server, client) nor the dev tooling. Its pytest plugin,
+    loaded by every pytest run of a project that installed kafka-saga, loads nothing of
+    it until a test asks for a fixture."""
+    loaded = _modules_loaded_by(_saga_modules("saga.testing"))
+    assert not {m for m in loaded if m.startswith((
+        "saga.coordinator", "saga.server", "saga.client", "saga.dev", "saga.store.projection",
+        "saga.store.timer_index", "testcontainers"))}
+    plugin = _modules_loaded_by(["saga.testing.plugin"])
+    assert not {m for m in plugin if m.startswith(("saga.testing.env", "saga.service",
+                                                   "saga.kafka", "saga.store"))}
 
 
 def test_every_exception_lives_in_saga_errors() -> None:

@@ -54,7 +54,12 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "dead_letter": [
         {"source_topic": "saga.inbox", "source_partition": 2, "source_offset": 41,
          "key": b"o-1", "value": None, "reason": "undecodable", "detail": "NotFramed",
-         "component": "coordinator", "at_ms": 3},
+         "component": "coordinator", "at_ms": 3, "cut": []},
+        {"source_topic": "saga.inbox", "source_partition": 0, "source_offset": 7,
+         "key": b"k" * 256, "value": None, "reason": "key_mismatch", "detail": "cut",
+         "component": "coordinator", "at_ms": 4,
+         "cut": [{"field": "key", "size": 532480, "sha256": b"\x01" * 32},
+                 {"field": "value", "size": 600000, "sha256": b"\x02" * 32}]},
     ],
     "state_change": [
         {"key": "step/o-1:0", "version": 1_764_000_000_000_000,
@@ -103,6 +108,12 @@ def test_previous_schema_version_reads_with_the_newest(codec: AvroCodec) -> None
     kind, record = codec.decode(data)
     assert kind == "journal_event"
     assert record == {**old, "cause": None}  # v2's new field takes its default
+
+
+def test_a_dead_letter_v1_reads_as_one_that_cut_nothing(codec: AvroCodec) -> None:
+    old = {k: v for k, v in SAMPLES["dead_letter"][0].items() if k != "cut"}
+    assert codec.decode(codec.encode("dead_letter", old, version=1)) == (
+        "dead_letter", {**old, "cut": []})
 
 
 def test_a_build_without_the_newer_schema_says_unknown_schema(

@@ -75,7 +75,7 @@ def test_with_payload_keys_the_store_holds_only_sealed_bodies(tmp_path: Path) ->
     codec = _codec(tmp_path, payload_keys=Secret(f"k1:{new_key()}"))
     record = codec.encode_inbox("o-1", StartSaga("order", {"note": NOTE}))
     (blob,) = _blobs(tmp_path)
-    assert blob.read_bytes().startswith(b"SGE1")
+    assert blob.read_bytes().startswith(b"SGE2")
     assert b"handle with care" not in \
         blob.read_bytes()
     assert codec.decode_inbox(record).value.input == {"note": NOTE}  # type: ignore[union-attr]

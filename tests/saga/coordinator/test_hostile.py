@@ -4,6 +4,8 @@ CANCELLED when cancelled) with its reason."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from saga.config import Settings
 from saga.dev.audit import audit_commands, read_topic
 from saga.engine.inputs import CancelSaga, DeliverSignal, StartSaga
@@ -12,7 +14,7 @@ from saga.kafka import clients
 from saga.kafka.partitioner import partition_of
 from saga.kafka.records import RecordCodec
 from tests.cli_helpers import run_saga
-from tests.system import history, order, running_stack, wait_terminal
+from tests.system import history, order, running_stack, wait_for, wait_terminal
 
 EXPECTED = {
     "set_input": (SagaStatus.FAILED, "UnencodableValue: the input of ctx.call('payments', "
@@ -28,8 +30,10 @@ EXPECTED = {
     "fan_out": (SagaStatus.PARKED, "budget_exceeded: one decision issued more than 500 "
                 "commands"),
     "finally_await": (SagaStatus.CANCELLED, "stop it"),
-    # a command whose body a service cannot read: it says so, the saga does not wait
-    "await_reply": (SagaStatus.FAILED, "nobody.listens failed: undecodable_command"),
+    # its step calls `nobody`; a command forged onto payments' topic under its id gets
+    # payments' answer, which is not the step's service's: refused, and the saga waits
+    # until it is cancelled
+    "await_reply": (SagaStatus.CANCELLED, "no one else may answer"),
 }
 
 
@@ -71,6 +75,9 @@ def test_hostile_workflows_and_records_cannot_stop_the_coordinator(settings: Set
         stack.wait_until(lambda s: "h-finally_await" in s
                          and s["h-finally_await"].status is SagaStatus.WAITING, 60)
         stack.send("h-finally_await", CancelSaga("stop it"))
+        wait_for(lambda: len(_letters(settings).get(b"h-await_reply", [])) == 2, 60,
+                 "payments' answer to the forged command to be refused")
+        stack.send("h-await_reply", CancelSaga("no one else may answer"))
         for saga_id in orders[10:]:
             stack.send(saga_id, StartSaga("order", order(saga_id)))
             stack.send(saga_id, DeliverSignal("warehouse_picked", None))
@@ -111,8 +118,18 @@ def test_hostile_workflows_and_records_cannot_stop_the_coordinator(settings: Set
                         if c["saga_id"].startswith("h-")]
     # nothing a cut-short or failed run decided was sent (only the test's bad command)
     assert hostile_commands == ["h-await_reply:0:1"]
-    letters = {key: RecordCodec().decode_dead_letter(value)
-               for key, value, _ in read_topic(settings.kafka,
-                                               settings.topic("saga.dlq"))}
-    assert letters[b"near-1mb"]["value"] is None
-    assert "is not kept" in letters[b"near-1mb"]["detail"]
+    letters = _letters(settings)
+    # payments set the unreadable command aside; the coordinator, payments' answer to it
+    assert sorted(letter["reason"] for letter in letters[b"h-await_reply"]) == [
+        "reply_from_other_service", "undecodable"]
+    [near] = letters[b"near-1mb"]
+    assert near["value"] is None
+    assert "is not kept" in near["detail"]
+
+
+def _letters(settings: Settings) -> dict[bytes | None, list[dict[str, Any]]]:
+    """The dead letters by key."""
+    by_key: dict[bytes | None, list[dict[str, Any]]] = {}
+    for key, value, _ in read_topic(settings.kafka, settings.topic("saga.dlq")):
+        by_key.setdefault(key, []).append(RecordCodec().decode_dead_letter(value))
+    return by_key

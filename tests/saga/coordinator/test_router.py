@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from saga.coordinator.ownership import Ownership
 from saga.coordinator.router import Decide, InputRouter, SendOn, SetAside
+from saga.engine.ids import MAX_SAGA_ID_BYTES
 from saga.engine.inputs import CommandReply, DeliverSignal, ReplyOutcome, StartSaga
 from saga.kafka.partitioner import partition_of
 from saga.kafka.records import DeadLetterReason, RecordCodec
@@ -89,3 +90,32 @@ def test_every_transaction_commits_the_positions_of_all_owned_partitions() -> No
     ownership.revoked([2])
     assert ownership.owned == {0, 1}
     assert ownership.to_commit({}) == {0: 10, 1: 5}
+
+
+def test_a_saga_id_over_the_limit_is_set_aside_never_sent_on() -> None:
+    """Its journal keys, command and timer ids would all carry it, and sending it home
+    would add it as a key: a 520 KB id made a record Kafka refuses."""
+    router = _router()
+    for saga_id in ("x" * (MAX_SAGA_ID_BYTES + 1), "x" * 520_000, "é" * 1025):
+        value = router.codec.encode_inbox(saga_id, DeliverSignal("go", {}))
+        home = partition_of(saga_id, PARTITIONS)
+        for key in (saga_id.encode(), None):
+            route = router.route(key, value, home, _no_headers)
+            assert isinstance(route, SetAside)
+            assert route.reason is DeadLetterReason.SAGA_ID_TOO_LONG
+            assert len(route.detail) < 800
+            assert f"over the {MAX_SAGA_ID_BYTES}-byte limit" in route.detail
+    at_limit = "x" * MAX_SAGA_ID_BYTES
+    value = router.codec.encode_inbox(at_limit, DeliverSignal("go", {}))
+    assert isinstance(router.route(at_limit.encode(), value,
+                                   partition_of(at_limit, PARTITIONS), _no_headers), Decide)
+
+
+def test_a_huge_key_is_shown_by_its_start_and_size() -> None:
+    router = _router()
+    value = router.codec.encode_inbox("o-1", DeliverSignal("go", {}))
+    route = router.route(b"k" * 520_000, value, 0, _no_headers)
+    assert isinstance(route, SetAside)
+    assert route.reason is DeadLetterReason.KEY_MISMATCH
+    assert "(520000 bytes)" in route.detail
+    assert len(route.detail) < 400

@@ -8,6 +8,7 @@ from typing import Any
 from saga.engine import events as ev
 from saga.engine.budget import RunBudget
 from saga.engine.decider import Decider, Decision
+from saga.engine.ids import parse_command_id
 from saga.engine.inputs import (
     CancelSaga,
     CommandReply,
@@ -48,8 +49,17 @@ class Sim:
 
     def reply(self, saga_id: str, command_id: str, result: Any = None, *,
               outcome: str = "OK", error: str = "") -> Decision:
-        return self.send(saga_id, CommandReply(command_id, "svc", ReplyOutcome(outcome), result,
-                                               error))
+        return self.send(saga_id, CommandReply(command_id, self.service_of(saga_id, command_id),
+                                               ReplyOutcome(outcome), result, error))
+
+    def service_of(self, saga_id: str, command_id: str) -> str:
+        """The service the saga sent ``command_id`` to (only it may answer)."""
+        state, ref = self.states.get(saga_id), parse_command_id(command_id)
+        if state is None or ref is None:
+            return "svc"
+        issued = (state.steps if ref.kind == ev.CommandKind.ACTION
+                  else state.compensations).get(ref.step)
+        return issued.service if issued is not None else "svc"
 
     def signal(self, saga_id: str, name: str, payload: Any = None) -> Decision:
         return self.send(saga_id, DeliverSignal(name, payload))

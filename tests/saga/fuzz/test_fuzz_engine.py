@@ -52,12 +52,13 @@ def _next_input(draw: st.DrawFn, sim: Sim, saga_id: str) -> Input:
                                  "signal", "cancel", "start", "update", "resume",
                                  "abandon"]))
     if kind == "ok" and open_ids:  # the happy path, so sagas also get far
-        return CommandReply(open_ids[0], "svc", ReplyOutcome.OK, {"id": "r-1", "ok": True},
-                            "")
+        return CommandReply(open_ids[0], sim.service_of(saga_id, open_ids[0]), ReplyOutcome.OK,
+                            {"id": "r-1", "ok": True}, "")
     if kind in ("ok", "reply"):
         known = bool(open_ids) and draw(st.integers(0, 9)) > 0  # mostly one it issued
         command_id = draw(st.sampled_from(open_ids)) if known else draw(st.text(max_size=8))
-        return CommandReply(command_id, "svc", draw(st.sampled_from(list(ReplyOutcome))),
+        service = draw(st.sampled_from([sim.service_of(saga_id, command_id), "svc"]))
+        return CommandReply(command_id, service, draw(st.sampled_from(list(ReplyOutcome))),
                             draw(_json), draw(st.text(max_size=12)))
     if kind == "fire":
         timer_id = draw(st.sampled_from(timers)) if timers else draw(st.text(max_size=8))

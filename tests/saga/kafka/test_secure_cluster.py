@@ -7,22 +7,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
+from saga.codec.origin import OriginKeys, encoded_service_key, new_origin_key
 from saga.config import Secret, Settings
 from saga.dev.embedded import EmbeddedKafka, users
 from saga.dev.stack import Stack
-from saga.engine.inputs import DeliverSignal, StartSaga
+from saga.engine import events as ev
+from saga.engine.ids import timer_id
+from saga.engine.inputs import CommandReply, DeliverSignal, FireTimer, ReplyOutcome, StartSaga
 from saga.engine.lifecycle import SagaStatus
-from saga.kafka import clients
+from saga.kafka import clients, headers
+from saga.kafka.records import RecordCodec
 from saga.kafka.topics import admin_client, create_topics, load_specs, service_names
 from tests.cli_helpers import run_saga
 from tests.kafka_harness import free_base_port
 from tests.saga.server.test_api import ready
-from tests.system import STOCK, order, wait_terminal
+from tests.system import STOCK, order, wait_for, wait_terminal
 
 pytestmark = pytest.mark.embedded
 
@@ -65,13 +70,8 @@ def base(cluster: EmbeddedKafka, tmp_path_factory: pytest.TempPathFactory) -> Se
 
 def test_the_order_saga_runs_over_sasl_ssl_each_process_as_its_role(
         cluster: EmbeddedKafka, base: Settings) -> None:
-    def principal(process: str) -> dict[str, str]:
-        user = ("coordinator" if process.startswith("coordinator") else
-                "server" if process.startswith("server") else process)  # service-<name>
-        return as_user(cluster, base, user).child_env()
-
     client = as_user(cluster, base, "client")
-    stack = Stack(client, stock=STOCK, process_env=principal)
+    stack = Stack(client, stock=STOCK, process_env=_with_origin_keys(cluster, base))
     stack.start_all(["c1"])
     server = stack.start(stack.add_server("sec").name)
     ids = [f"sec-{n}" for n in range(4)]
@@ -98,6 +98,88 @@ def test_the_order_saga_runs_over_sasl_ssl_each_process_as_its_role(
     for log in stack.log_dir.glob("*.log"):
         text = log.read_text(errors="replace")
         assert not [s for s in secrets if s in text], log.name
+
+
+ORIGIN_KEY = new_origin_key()
+
+
+def _with_origin_keys(cluster: EmbeddedKafka, base: Settings) -> Any:
+    """Each process as its role's principal; the coordinator holds the origin key, each
+    service only its own reply key (docs/security.md, Who wrote a reply)."""
+    def principal(process: str) -> dict[str, str]:
+        user = ("coordinator" if process.startswith("coordinator") else
+                "server" if process.startswith("server") else process)  # service-<name>
+        env = as_user(cluster, base, user).child_env()
+        if process.startswith("coordinator"):
+            env["SAGA_ORIGIN_KEY"] = ORIGIN_KEY
+        elif process.startswith("service-"):
+            env["SAGA_REPLY_KEY"] = encoded_service_key(ORIGIN_KEY,
+                                                        process.removeprefix("service-"))
+        return env
+    return principal
+
+
+def test_a_forged_reply_or_timer_counts_for_nothing_whoever_writes_it(
+        cluster: EmbeddedKafka, base: Settings) -> None:
+    """The client role and another service may both write saga.inbox: neither can
+    answer payments' step nor time it out. The real reply still decides it."""
+    client = as_user(cluster, base, "client")
+    stack = Stack(client, stock=STOCK, process_env=_with_origin_keys(cluster, base))
+    stack.start(stack.add_coordinator("forge").name)
+    for name in service_names():
+        if name != "payments":  # the step waits on payments while the forgers try
+            stack.start(stack.add_service(name).name)
+    saga_id, inbox = "forge-1", base.topic("saga.inbox")
+    codec = RecordCodec()
+    try:
+        stack.send(saga_id, StartSaga("order", order(saga_id)))
+        stack.flush()
+        wait_for(lambda: 0 in getattr(stack.states().get(saga_id), "steps", {}), 60,
+                 "the charge to be issued")
+        charge = f"{saga_id}:0:1"
+        forged_ok = codec.encode_inbox(saga_id, CommandReply(
+            charge, "payments", ReplyOutcome.OK, {"charge_id": "forged"}, ""))
+        as_inventory = OriginKeys.parse(reply_key=encoded_service_key(ORIGIN_KEY, "inventory"))
+        own_reply = codec.encode_inbox(saga_id, CommandReply(
+            charge, "inventory", ReplyOutcome.BUSINESS_ERROR, None, "card_declined"))
+        timeout = codec.encode_inbox(saga_id, FireTimer(
+            timer_id(saga_id, 0, ev.TimerPurpose.TIMEOUT, 1), 0))
+        forgeries = [
+            (client, forged_ok, None),  # User:client, no key
+            (client, timeout, None),  # User:client fires the step's deadline
+            # User:service-inventory, naming payments, with inventory's own key
+            (as_user(cluster, base, "service-inventory"), forged_ok,
+             as_inventory.tag_reply("inventory", inbox, forged_ok)),
+            # ... and naming itself, tagged as it may: not the service the step called
+            (as_user(cluster, base, "service-inventory"), own_reply,
+             as_inventory.tag_reply("inventory", inbox, own_reply)),
+        ]
+        for principal, value, mac in forgeries:
+            producer = clients.producer(principal.kafka)
+            producer.produce(inbox, value, saga_id.encode(),
+                             headers=[] if mac is None else [(headers.ORIGIN_MAC, mac)])
+            assert producer.flush(30) == 0
+
+        def letters() -> list[str]:
+            return [codec.decode_dead_letter(r.value)["reason"]
+                    for r in clients.read_records(client.kafka, base.topic("saga.dlq"))
+                    if r.key == saga_id.encode()]
+        wait_for(lambda: len(letters()) == 4, 60, "four dead letters")
+        assert sorted(letters()) == ["reply_from_other_service", "unproven_origin",
+                                     "unproven_origin", "unproven_origin"]
+        step = stack.states()[saga_id].steps[0]
+        assert step.outcome is None  # still waiting on the real payments
+
+        stack.start(stack.add_service("payments").name)
+        stack.send(saga_id, DeliverSignal("warehouse_picked", None))
+        stack.flush()
+        states = wait_terminal(stack, [saga_id])
+        dead = stack.dead()
+    finally:
+        stack.stop_all()
+    assert dead == []
+    assert states[saga_id].status is SagaStatus.COMPLETED
+    assert states[saga_id].steps[0].result != {"charge_id": "forged"}
 
 
 def _produce_error(settings: Settings, topic: str) -> KafkaError | None:

@@ -14,8 +14,11 @@ import pytest
 
 from saga.config import Settings
 from saga.engine import events as ev
+from saga.engine.ids import MAX_SAGA_ID_BYTES
 from saga.engine.inputs import CommandReply, ReplyOutcome
-from saga.kafka.records import RecordCodec
+from saga.kafka.clients import RECORD_LIMIT, record_bytes
+from saga.kafka.dead_letters import KEY_PREVIEW
+from saga.kafka.records import TEXT_LIMIT, RecordCodec
 from saga.service import BusinessError, Command, Service
 from saga.service.dispatch import Dispatcher, Outgoing
 from saga.service.state import BatchState, RoundWrites
@@ -200,3 +203,85 @@ def test_a_batch_that_reads_another_partitions_staged_write_depends_on_it(
     assert dict(fourth.scan("stock/")) == {"stock/sku-1": 9}
     assert fourth.depends_on == {0}
     assert first.depends_on == set()  # its own writes are no dependency
+
+
+def test_a_huge_exception_message_makes_a_small_reply_and_state_record(
+        store: ServiceStore) -> None:
+    """A 2 MB message made a reply (and a stored reply) Kafka refuses: the batch failed
+    on every try and the handler ran for ever. The error text is cut; the handler ran
+    once, and the redelivery is answered from the stored reply."""
+    payments = Payments()
+    payments.fail_next.append(RuntimeError("x" * (2 * 1024 * 1024)))
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    batch = BatchState(store)
+    out = asyncio.run(dispatcher.handle(command("o-1:0:1"), batch))
+    [reply] = replies(out)
+    assert reply.outcome is ReplyOutcome.TECHNICAL_ERROR
+    assert reply.error.startswith("RuntimeError: xxx")
+    assert len(reply.error) == TEXT_LIMIT
+    assert all(record_bytes(o.key, o.value, o.headers) < 20_000 for o in out)
+    assert all(len(CODEC.encode_state_change(c)) < 20_000 for c in batch.changes.values())
+    store.apply(batch.changes.values(), {0: 1})
+    assert run(dispatcher, store, command("o-1:0:1"))[0].error == reply.error
+    assert payments.runs == ["o-1:0:1"]
+    # a business reason is cut the same way
+    payments.fail_next.append(BusinessError("r" * 100_000))
+    [business] = run(dispatcher, store, command("o-2:0:1"))
+    assert len(business.error) == TEXT_LIMIT
+
+
+def test_a_state_write_over_the_body_limit_fails_the_step_as_a_business_error(
+        store: ServiceStore) -> None:
+    service = Service("payments")
+
+    @service.handler("charge")
+    async def charge(cmd: Command) -> dict[str, Any]:
+        cmd.state.put("blob", "x" * (600 * 1024))
+        return {}
+
+    [answer] = run(Dispatcher(service, Settings(), CODEC), store, command("o-1:0:1"))
+    assert answer.outcome is ReplyOutcome.BUSINESS_ERROR
+    assert answer.error.startswith("unencodable_result")
+    assert store.get("blob") is None
+
+
+def test_without_a_claim_check_store_a_result_must_fit_a_kafka_record(
+        store: ServiceStore) -> None:
+    """SAGA_MAX_PAYLOAD_BYTES raised past Kafka's record limit with no claim-check
+    store: the result's reply would be refused on every try."""
+    service = Service("payments")
+
+    @service.handler("charge")
+    async def charge(cmd: Command) -> str:
+        return "x" * 990_000
+
+    settings = Settings(max_payload_bytes=4 * 1024 * 1024)
+    [answer] = run(Dispatcher(service, settings, CODEC), store, command("o-1:0:1"))
+    assert answer.outcome is ReplyOutcome.BUSINESS_ERROR
+    assert "unencodable_result" in answer.error
+
+
+def test_a_command_whose_ids_are_longer_than_any_saga_makes_is_not_run(
+        store: ServiceStore) -> None:
+    payments = Payments()
+    dispatcher = Dispatcher(payments.service, Settings(), CODEC)
+    batch = BatchState(store)
+    saga_id = "s" * (MAX_SAGA_ID_BYTES + 1)
+    huge = command(f"{saga_id}:0:1")
+    out = asyncio.run(dispatcher.handle(Record(huge.value, key=b"k" * 520_000), batch))
+    assert [o.topic for o in out] == ["saga.dlq"]
+    assert dict(out[0].headers)["saga.dlq.reason"] == b"saga_id_too_long"
+    # the 520 KB key is cut in the letter and as the letter's key: one small record
+    assert out[0].key == b"k" * KEY_PREVIEW
+    assert record_bytes(out[0].key, out[0].value, out[0].headers) < 20_000
+    letter = CODEC.decode_dead_letter(out[0].value)
+    assert [(c["field"], c["size"]) for c in letter["cut"]] == [("key", 520_000)]
+    assert payments.runs == []
+
+
+def test_a_reply_kafka_would_refuse_becomes_a_dead_letter(store: ServiceStore) -> None:
+    dispatcher = Dispatcher(Payments().service, Settings(), CODEC)
+    fat = Outgoing("saga.inbox", b"o-1", b"r" * (RECORD_LIMIT + 1), [])
+    out = dispatcher._fitting(command("o-1:0:1"), fat)
+    assert out.topic == "saga.dlq"
+    assert dict(out.headers)["saga.dlq.reason"] == b"record_refused"
