@@ -4,7 +4,6 @@ secured development cluster, development tools (saga.dev)."""
 from __future__ import annotations
 
 import argparse
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,12 +31,13 @@ def register(commands: Any) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=kafka_status)
     files = sub.add_parser(
-        "secrets", help="a CA, broker and admin certificates and a password per role's "
-        "user, for a secured development cluster (compose/docker-compose.secure.yml)")
+        "secrets", help="a CA, broker and admin certificates, a password per role's user, "
+        "the origin key and each service's reply key, and a folder per container with "
+        "only its own, for a secured development stack (compose/docker-compose.secure.yml)")
     files.add_argument("--dir", required=True, type=Path, help="where to write them")
-    files.add_argument("--readable", action="store_true",
-                         help="let every local user read them (containers that run the "
-                         "broker as another user); keep the folder itself private")
+    files.add_argument("--broker-uid", type=int, default=None,
+                       help="give the brokers' folder to this user id (the official Kafka "
+                       "image runs its broker as uid 1000); every file stays 0600")
     files.add_argument("--json", action="store_true")
     files.set_defaults(handler=kafka_secrets)
 
@@ -91,29 +91,23 @@ def kafka_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def kafka_secrets(args: argparse.Namespace, settings: Settings) -> int:
-    from saga.dev.certificates import issue_certificates
     from saga.dev.embedded import ADMIN_USER, users
+    from saga.dev.secrets import write_dev_secrets
+    from saga.kafka.topics import service_names
 
-    files = issue_certificates(args.dir, clients=[ADMIN_USER])
-    folder = args.dir / "users"
-    folder.mkdir(parents=True, exist_ok=True)
-    made = []
-    for user in users():
-        path = folder / f"{user}.password"
-        if not path.exists():  # kept: a restarted stack keeps its users' passwords
-            path.touch(0o600)
-            path.write_text(secrets.token_urlsafe(24))
-            made.append(user)
-    if args.readable:
-        for path in [args.dir, folder, *args.dir.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-    written = {"ca": str(files.ca), "broker_keystore": str(files.broker_keystore),
-               "admin_cert": str(files.client_cert(ADMIN_USER)),
-               "admin_key": str(files.client_key(ADMIN_USER)),
-               "passwords": {u: str(folder / f"{u}.password") for u in users()}}
+    written = write_dev_secrets(args.dir, users(), service_names(),
+                                broker_uid=args.broker_uid)
+    files = written.certificates
+    paths = {"ca": str(files.ca), "broker_keystore": str(files.broker_keystore),
+             "admin_cert": str(files.client_cert(ADMIN_USER)),
+             "admin_key": str(files.client_key(ADMIN_USER)),
+             "passwords": {u: str(written.password(u)) for u in users()},
+             "containers": str(written.folder / "containers")}
     if args.json:
-        emit_json({**written, "new_passwords": made})
+        emit_json({**paths, "new_passwords": written.new_passwords})
     else:
         progress(f"certificates in {args.dir} (CA {files.ca.name}); passwords of "
-                 f"{len(users())} users in {folder} ({len(made)} new)")
+                 f"{len(users())} users in {args.dir / 'users'} "
+                 f"({len(written.new_passwords)} new); each container's own files under "
+                 f"{paths['containers']}")
     return 0

@@ -5,6 +5,7 @@ end, and what the client may not do is refused with a clear error."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -37,8 +38,9 @@ ORDERS = 30
 @pytest.fixture
 def secure_up(compose_env: dict[str, str], tmp_path: Path  # noqa: F811 - the fixture
               ) -> Iterator[dict[str, str]]:
-    env = {**compose_env, "SAGA_SECRETS_DIR": str(tmp_path / "secrets")}
     project = f"sagasec{uuid.uuid4().hex[:8]}"
+    env = {**compose_env, "SAGA_SECRETS_DIR": str(tmp_path / "secrets"),
+           "COMPOSE_PROJECT_NAME": project}
 
     def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["docker-compose", "-p", project, "-f", str(COMPOSE_FILE),
@@ -66,6 +68,36 @@ def _as_client(env: dict[str, str], state_dir: Path, password: str | None = None
         kafka_sasl_password=Secret(password if password is not None else
                                    (secrets / "users" / "client.password").read_text()),
         kafka_ssl_ca_file=str(secrets / "ca.pem"))
+
+
+#: What each container may mount of the secrets folder: its own folder, nothing more.
+OWN_SECRETS = {"kafka-1": ["containers/broker"], "kafka-2": ["containers/broker"],
+               "kafka-3": ["containers/broker"], "topics": ["containers/admin"],
+               "coordinator-1": ["containers/coordinator"],
+               "coordinator-2": ["containers/coordinator"],
+               **{name: [f"containers/service-{name}"] for name in
+                  ("payments", "inventory", "shipping", "notifications", "ops")},
+               "server": ["containers/server", "api"], "api-token": ["api"],
+               "secrets": ["."]}
+
+
+def _secret_mounts(env: dict[str, str]) -> dict[str, list[str]]:
+    """Per container of the stack, the parts of the secrets folder it mounts."""
+    root = Path(env["SAGA_SECRETS_DIR"]).resolve()
+    project = env["COMPOSE_PROJECT_NAME"]
+    listed = subprocess.run(["docker", "ps", "-a", "--filter", f"name={project}_",
+                             "--format", "{{.Names}}"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    mounts: dict[str, list[str]] = {}
+    for name in listed:
+        inspected = subprocess.run(["docker", "inspect", "--format", "{{json .Mounts}}", name],
+                                   capture_output=True, text=True, check=True).stdout
+        service = name.removeprefix(f"{project}_").rsplit("_", 1)[0]
+        mounts[service] = sorted(
+            str(Path(m["Source"]).resolve().relative_to(root))
+            for m in json.loads(inspected)
+            if Path(m["Source"]).resolve().is_relative_to(root))
+    return mounts
 
 
 def _sagas(api: httpx.Client) -> dict[str, Any]:
@@ -113,6 +145,11 @@ def test_orders_run_over_sasl_ssl_with_least_privilege_acls(secure_up: dict[str,
             time.sleep(2)
     assert len(ended) == ORDERS, f"{ORDERS - len(ended)} orders did not end: {statuses}"
     assert sum(statuses[i] == "COMPENSATED" for i in ids) == ORDERS // 5
+
+    # Each container was given only its own credential (and the server the API token).
+    mounts = _secret_mounts(env)
+    assert set(mounts) == set(OWN_SECRETS), mounts
+    assert mounts == {name: sorted(own) for name, own in OWN_SECRETS.items()}
 
     # The client may write the inbox; it may not read a service's commands.
     with pytest.raises(KafkaException) as refused:

@@ -34,12 +34,50 @@ def test_secrets_are_written_once_and_kept(tmp_path: Path) -> None:
     # Nothing printed holds a password.
     assert not any(p in first.stdout + first.stderr for p in passwords.values())
 
-    again = run_saga(settings, "kafka", "secrets", "--dir", str(folder), "--readable",
-                     "--json")
+    again = run_saga(settings, "kafka", "secrets", "--dir", str(folder), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["new_passwords"] == []
     assert {u: Path(p).read_text() for u, p in made["passwords"].items()} == passwords
-    assert stat.S_IMODE(Path(made["passwords"]["client"]).stat().st_mode) == 0o644
+    # Every folder and every secret is its owner's only (certificates are public).
+    for path in [folder, *folder.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, path
+        elif path.name.endswith((".password", ".key", "key.pem", "keystore.pem")):
+            assert mode == 0o600, path
+
+
+def test_each_container_is_given_only_its_own_credential(tmp_path: Path) -> None:
+    folder = tmp_path / "secrets"
+    made = run_saga(Settings(state_dir=tmp_path / "state"), "kafka", "secrets", "--dir",
+                    str(folder), "--json")
+    assert made.returncode == 0, made.stderr
+    containers = folder / "containers"
+
+    def holds(name: str) -> set[str]:
+        return {str(p.relative_to(containers / name)) for p in (containers / name).rglob("*")
+                if p.is_file()}
+
+    assert holds("broker") == {"ca.pem", "broker.keystore.pem"}
+    assert holds("coordinator") == {"ca.pem", "users/coordinator.password", "origin.key"}
+    assert holds("server") == {"ca.pem", "users/server.password"}
+    assert holds("client") == {"ca.pem", "users/client.password"}
+    assert holds("service-payments") == {"ca.pem", "users/service-payments.password",
+                                         "reply.key"}
+    # Only the admin (which creates every user) holds every password, and no container
+    # the CA's key.
+    assert {p for p in holds("admin") if p.startswith("users/")} == {
+        f"users/{u}.password" for u in users()}
+    assert not [p for p in containers.rglob("ca.key.pem")]
+    # A service's reply key is its own, derived from the origin key the coordinator holds.
+    from saga.codec.origin import encoded_service_key
+    origin = (containers / "coordinator" / "origin.key").read_text()
+    assert (containers / "service-payments" / "reply.key").read_text() == \
+        encoded_service_key(origin, "payments")
+    assert (containers / "service-inventory" / "reply.key").read_text() != \
+        (containers / "service-payments" / "reply.key").read_text()
+    assert (containers / "client" / "users" / "client.password").read_text() == \
+        (folder / "users" / "client.password").read_text()
 
 
 def test_acl_user_without_a_readable_password_file_says_what_to_do(tmp_path: Path) -> None:
