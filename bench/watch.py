@@ -100,11 +100,13 @@ class JournalWatcher:
         self._consumer.close()
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used so far (0 once it is gone)."""
+def process_cpu_s(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds ``pid`` has used so far (0 once it is gone); with
+    ``children``, those of its children it has reaped too."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = fields[11:15] if children else fields[11:13]
+    return sum(int(ticks) for ticks in used) / os.sysconf("SC_CLK_TCK")

@@ -106,17 +106,6 @@ def latency_summary(latencies_ms: list[float]) -> dict[str, float]:
             "max": round(max(latencies_ms, default=0.0), 1)}
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its reaped children (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def tree_pids(pid: int) -> list[int]:
     """``pid`` and its live descendants (a server started through a wrapper script)."""
     found = [pid]
@@ -142,7 +131,10 @@ class CpuMeter:
         self.spent: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        now = {name: sum(process_cpu_s(p) for p in tree_pids(pid))
+        # Imported here: this module stays light for the drivers' sandboxes (Temporal's).
+        from bench.watch import process_cpu_s
+
+        now = {name: sum(process_cpu_s(p, children=True) for p in tree_pids(pid))
                for name, pid in self.processes.items()}
         times = os.times()
         now["client"] = times.user + times.system

@@ -13,7 +13,7 @@ may make it:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,9 +27,8 @@ from saga.engine.inputs import DeliverSignal, StartSaga
 from saga.engine.lifecycle import SagaStatus
 from saga.kafka import clients, headers
 from saga.kafka.records import RecordCodec
-from saga.kafka.topics import admin_client, create_topics, load_specs, service_names
 from tests.cli_helpers import run_saga
-from tests.kafka_harness import free_base_port
+from tests.secure_kafka import as_user, each_as_its_role, secure_cluster, with_roles
 from tests.system import STOCK, order, wait_for, wait_terminal
 
 pytestmark = pytest.mark.embedded
@@ -39,45 +38,14 @@ CODEC = RecordCodec()
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
-    kafka = EmbeddedKafka(tmp_path_factory.mktemp("attacks"),
-                          base_port=free_base_port(internal=True))
-    kafka.start(1, secure=True)
-    try:
+    with secure_cluster(tmp_path_factory.mktemp("attacks")) as kafka:
         yield kafka
-    finally:
-        kafka.stop()
-
-
-def as_user(cluster: EmbeddedKafka, settings: Settings, user: str) -> Settings:
-    security = cluster.security_for(user)
-    assert security is not None
-    return settings.with_security(security)
 
 
 @pytest.fixture(scope="module")
 def base(cluster: EmbeddedKafka, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Topics created and every role's ACLs applied, by the admin through the CLI."""
-    settings = Settings(bootstrap_servers=cluster.bootstrap_servers() or "",
-                        state_dir=tmp_path_factory.mktemp("state"), topic_prefix="atk.",
-                        partitions=3)
-    admin = as_user(cluster, settings, "admin")
-    create_topics(admin_client(admin.kafka), load_specs(admin))
-    roles = [("coordinator", "coordinator", None), ("client", "client", None),
-             *(("service", f"service-{name}", name) for name in service_names())]
-    for role, user, service in roles:
-        result = run_saga(admin, "acl", "apply", "--role", role, "--principal",
-                          f"User:{user}", *(["--service", service] if service else []),
-                          "--json")
-        assert result.returncode == 0, result.stderr
-    return settings
-
-
-def each_as_its_role(cluster: EmbeddedKafka, base: Settings
-                     ) -> Callable[[str], dict[str, str]]:
-    def env(process: str) -> dict[str, str]:
-        user = "coordinator" if process.startswith("coordinator") else process
-        return as_user(cluster, base, user).child_env()
-    return env
+    return with_roles(cluster, tmp_path_factory.mktemp("state"), "atk.",
+                      roles=("coordinator", "client"))
 
 
 def letters(settings: Settings) -> list[tuple[clients.Record, dict[str, Any]]]:

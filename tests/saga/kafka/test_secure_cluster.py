@@ -27,6 +27,7 @@ from saga.kafka.topics import admin_client, create_topics, load_specs, service_n
 from tests.cli_helpers import run_saga
 from tests.kafka_harness import free_base_port
 from tests.saga.server.test_api import ready
+from tests.secure_kafka import as_user, principal_of, secure_cluster, with_roles
 from tests.system import STOCK, order, wait_for, wait_terminal
 
 pytestmark = pytest.mark.embedded
@@ -34,38 +35,13 @@ pytestmark = pytest.mark.embedded
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedKafka]:
-    kafka = EmbeddedKafka(tmp_path_factory.mktemp("secure"),
-                          base_port=free_base_port(internal=True))
-    kafka.start(1, secure=True)
-    try:
+    with secure_cluster(tmp_path_factory.mktemp("secure")) as kafka:
         yield kafka
-    finally:
-        kafka.stop()
-
-
-def as_user(cluster: EmbeddedKafka, settings: Settings, user: str) -> Settings:
-    security = cluster.security_for(user)
-    assert security is not None
-    return settings.with_security(security)
 
 
 @pytest.fixture(scope="module")
 def base(cluster: EmbeddedKafka, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Topics created and every role's ACLs applied, by the admin through the CLI."""
-    settings = Settings(bootstrap_servers=cluster.bootstrap_servers() or "",
-                        state_dir=tmp_path_factory.mktemp("state"), topic_prefix="sec.",
-                        partitions=3)
-    admin = as_user(cluster, settings, "admin")
-    create_topics(admin_client(admin.kafka), load_specs(admin))
-    roles = [("coordinator", "coordinator", None), ("server", "server", None),
-             ("client", "client", None),
-             *(("service", f"service-{name}", name) for name in service_names())]
-    for role, user, service in roles:
-        result = run_saga(admin, "acl", "apply", "--role", role, "--principal",
-                          f"User:{user}", *(["--service", service] if service else []),
-                          "--json")
-        assert result.returncode == 0, result.stderr
-    return settings
+    return with_roles(cluster, tmp_path_factory.mktemp("state"), "sec.")
 
 
 def test_the_order_saga_runs_over_sasl_ssl_each_process_as_its_role(
@@ -107,9 +83,7 @@ def _with_origin_keys(cluster: EmbeddedKafka, base: Settings) -> Any:
     """Each process as its role's principal; the coordinator holds the origin key, each
     service only its own reply key (docs/security.md, Who wrote a reply)."""
     def principal(process: str) -> dict[str, str]:
-        user = ("coordinator" if process.startswith("coordinator") else
-                "server" if process.startswith("server") else process)  # service-<name>
-        env = as_user(cluster, base, user).child_env()
+        env = as_user(cluster, base, principal_of(process)).child_env()
         if process.startswith("coordinator"):
             env["SAGA_ORIGIN_KEY"] = ORIGIN_KEY
         elif process.startswith("service-"):
