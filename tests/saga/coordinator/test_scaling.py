@@ -108,7 +108,8 @@ def test_dead_letters_list_show_and_redrive(settings: Settings) -> None:
                          60)
         redrive = run_saga(settings, "dlq", "redrive", "--reason", "unknown_saga", "--json")
         assert redrive.returncode == 0, redrive.stderr
-        assert json.loads(redrive.stdout) == {"redriven": [by_reason["unknown_saga"]["id"]]}
+        assert json.loads(redrive.stdout) == {"redriven": [by_reason["unknown_saga"]["id"]],
+                                              "refused": []}
         states = wait_terminal(stack, ["early"])
     assert states["early"].status is SagaStatus.COMPLETED
     missing = run_saga(settings, "dlq", "show", "0:999999")
