@@ -205,12 +205,14 @@ def coordinator_only(base: Settings, count: int) -> dict[str, Any]:
 
 # ---- end to end ----------------------------------------------------------------------------
 def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float = 10.0,
-               broker_pid: int | None = None) -> tuple[dict[str, Any], Settings]:
+               broker_pid: int | None = None, curve: tuple[float, ...] = ()
+               ) -> tuple[dict[str, Any], Settings]:
     """All ``count`` sagas sent at once (throughput, and the CPU each process spent per
     saga, the broker's too when ``broker_pid`` is known), then, for ``paced_s`` seconds,
     sagas at a steady half of that throughput (step latency at half the maximum, the load
     a service is provisioned for), then for ``light_s`` seconds at 10 sagas/s (the step
-    latency of a machine with room to spare: the floor of the transactions)."""
+    latency of a machine with room to spare: the floor of the transactions), and as long
+    at each rate of ``curve`` (step latency against load)."""
     settings = fresh_settings(base, "e2e")
     stack = Stack(settings, stock=STOCK)
     stack.start_all(coordinators=["bench"])
@@ -234,6 +236,11 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
         light, light_achieved = _paced(stack, LIGHT_RATE, light_s, "l") if light_s \
             else ([], 0.0)
         watcher.wait_ended(light, 120)
+        by_rate = []
+        for n, rate in enumerate(curve):
+            sent, got = _paced(stack, rate, light_s, f"c{n}")
+            watcher.wait_ended(sent, 300)
+            by_rate.append((rate, sent, got))
     finally:
         stack.stop_all()
         watcher.close()
@@ -241,6 +248,9 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
     try:
         latencies = step_latencies(projections.history(i) for i in paced)
         quiet = step_latencies(projections.history(i) for i in light)
+        latency_curve = [{"target_rate_per_s": rate, "rate_per_s": round(got, 1),
+                          **_summary(step_latencies(projections.history(i) for i in sent))}
+                         for rate, sent, got in by_rate]
         burst = step_latencies(projections.history(i) for i in ids)
         entries = sum(len(projections.history(i)) for i in ids[:100])
     finally:
@@ -255,6 +265,7 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
                                 "rate_per_s": round(achieved, 1)},
             "light_step_latency_ms": {**_summary(quiet), "target_rate_per_s": LIGHT_RATE,
                                       "rate_per_s": round(light_achieved, 1)},
+            "step_latency_by_rate_ms": latency_curve,
             "burst_step_latency_ms": {"p50": percentile(burst, 0.5),
                                       "p99": percentile(burst, 0.99),
                                       "histogram": histogram(burst)}}, settings
@@ -336,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="sagas sent at 500/s for the visibility lag (0 skips it)")
     parser.add_argument("--long-lived", action=argparse.BooleanOptionalAction, default=True,
                         help="run continue-as-new's replay and the 1,000-children fan-out")
+    parser.add_argument("--latency-rates", default="50,100,150",
+                        help="sagas/s at which the step latency is measured for 10 s each, "
+                        "after the half-maximum and 10/s runs ('' skips them)")
     parser.add_argument("--waiting", type=int, default=1_000_000,
                         help="sagas left waiting, for the coordinator's memory per waiting "
                         "saga (0 skips it)")
@@ -353,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     coord = coordinator_only(base, args.sagas)
     say(f"  {coord}")
     say(f"end to end: {args.sagas} order sagas with the five service processes")
-    e2e, e2e_settings = end_to_end(base, args.sagas, broker_pid=broker_pid)
+    curve = tuple(float(r) for r in args.latency_rates.split(",") if r.strip())
+    e2e, e2e_settings = end_to_end(base, args.sagas, broker_pid=broker_pid, curve=curve)
     say(f"  {e2e}")
     say("rebuild of the end-to-end journal")
     rebuilt = rebuild(e2e_settings)
@@ -471,11 +486,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _render_light(e: dict[str, Any]) -> list[str]:
-    light = e.get("light_step_latency_ms")
-    if not light or not light["samples"]:
-        return []
-    return [f"| step latency p50 / p99, steady {light['rate_per_s']} sagas/s (achieved) | "
-            f"{light['p50']} / {light['p99']} ms | |"]
+    runs = [e.get("light_step_latency_ms"), *e.get("step_latency_by_rate_ms", [])]
+    return [f"| step latency p50 / p99, steady {run['rate_per_s']} sagas/s (achieved) | "
+            f"{run['p50']} / {run['p99']} ms | |" for run in runs if run and run["samples"]]
 
 
 def _render_waiting(result: dict[str, Any]) -> list[str]:
