@@ -33,7 +33,6 @@ from saga.coordinator.ownership import Ownership
 from saga.coordinator.recovery import catch_up, catch_up_timers
 from saga.coordinator.router import Decide, InputRouter, SendOn
 from saga.coordinator.startup import (
-    TransactionalProducers,
     checked_topics,
     group_consumer,
     open_store,
@@ -142,8 +141,8 @@ class Coordinator:
                            source=timers_source, topic="saga.timers", say=self._say,
                            recovering=self._recovering)
         self.wheel = TimerWheel(index, self.projection, self.config.timer_fire_limit)
-        self.producers = self._recovering(lambda: TransactionalProducers(self._new_producer),
-                                          "starting the transactional producers")
+        self.producer = self._recovering(self._new_producer,
+                                         "starting the transactional producer")
         self.consumer = group_consumer(self.settings)
         self.consumer.subscribe([self.topics.inbox], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -202,8 +201,8 @@ class Coordinator:
         return while_kafka_recovers(step, what, wait_s=self.config.startup_wait_s,
                                     say=self._say)
 
-    def _new_producer(self, slot: int) -> Any:
-        return transactional_producer(self.settings, self.config.instance_id, slot)
+    def _new_producer(self) -> Any:
+        return transactional_producer(self.settings, self.config.instance_id)
 
     # ---- rebalance -----------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -265,8 +264,8 @@ class Coordinator:
         except (SagaError, KafkaException, TimeoutError) as exc:  # no transaction began
             return _Retry(f"creating a command topic failed ({exc}); re-reading the batch",
                           pause_s=1)
-        checkpoint = Checkpoint(self.producers.current, self.consumer, self.topics,
-                                self.projection, self.wheel.index)
+        checkpoint = Checkpoint(self.producer, self.consumer, self.topics, self.projection,
+                                self.wheel.index)
         committing = time.monotonic()
         try:
             sizes = checkpoint.commit(outbox, self.ownership.to_commit(consumed))
@@ -277,7 +276,6 @@ class Coordinator:
         except RecordRefused as exc:
             return self._refused_record(exc, checkpoint)
         self.ownership.committed(consumed)
-        self.producers.committed()
         if self._refused:  # their letters are committed
             self._refused = {at: why for at, why in self._refused.items()
                              if at[1] >= consumed.get(at[0], 0)}
@@ -448,7 +446,7 @@ class Coordinator:
         self._say(f"{exc}; replacing the transactional producer")
         metrics.PRODUCER_REPLACEMENTS.inc()
         # The old producer is not kept: its blocked call holds it until it returns.
-        self.producers.replace_current()
+        self.producer = self._new_producer()
         return _Retry("re-reading the batch after replacing the producer")
 
     def _retry_batch(self, batch: list[Message], outbox: Outbox, retry: _Retry) -> None:

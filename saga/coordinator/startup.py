@@ -64,53 +64,13 @@ def open_store(kind: Callable[[Path], _Store], path: Path, *, settings: Settings
             f"reading {topic}'s end"))
 
 
-#: Transactional producers of one coordinator, used in turn (TransactionalProducers).
-PRODUCERS = 2
-
-
-def transactional_id(settings: Settings, instance_id: str, slot: int) -> str:
-    """The id of producer ``slot`` of an instance: stable, so a restart fences its own
-    earlier producers (the first keeps the id of releases that had one producer)."""
-    base = f"{settings.topic_prefix}saga-coordinator-{instance_id}"
-    return base if slot == 0 else f"{base}#{slot}"
-
-
-def transactional_producer(settings: Settings, instance_id: str, slot: int = 0) -> Any:
-    producer = clients.producer(settings.kafka,
-                                transactional_id=transactional_id(settings, instance_id, slot))
+def transactional_producer(settings: Settings, instance_id: str) -> Any:
+    producer = clients.producer(
+        settings.kafka,
+        transactional_id=f"{settings.topic_prefix}saga-coordinator-{instance_id}")
     # Fences any earlier producer with this id and aborts its open transaction.
     producer.init_transactions(60)
     return producer
-
-
-class TransactionalProducers:
-    """The coordinator's transactional producers, one per batch in turn.
-
-    Right after a commit the broker is still writing that transaction's markers, and
-    the same producer's next AddPartitionsToTxn is answered CONCURRENT_TRANSACTIONS,
-    which librdkafka retries after a fixed 20 ms: back to back, every batch paid it
-    (a flush of 35-45 ms per batch at 100 sagas/s, two thirds of the loop). The other
-    producer's last transaction completed a whole batch ago. Batches stay in order:
-    each begins only after the one before it has committed (or aborted), so every
-    partition holds them in the order they were decided."""
-
-    def __init__(self, make: Callable[[int], Any]) -> None:
-        self._make = make
-        self._slots = [make(slot) for slot in range(PRODUCERS)]
-        self._turn = 0
-
-    @property
-    def current(self) -> Any:
-        return self._slots[self._turn]
-
-    def committed(self) -> None:
-        """The current producer's transaction committed: the next batch takes the other."""
-        self._turn = (self._turn + 1) % len(self._slots)
-
-    def replace_current(self) -> None:
-        """A new producer for the current slot, whose init_transactions fences the old
-        one (wedged inside librdkafka) and aborts what it held open."""
-        self._slots[self._turn] = self._make(self._turn)
 
 
 def group_consumer(settings: Settings) -> Any:
