@@ -498,10 +498,8 @@ HTTP_ERRORS: dict[type[SagaError], tuple[int, ErrorCode]] = {
 
 def http_error(error: SagaError) -> tuple[int, ErrorCode]:
     """The status and code the HTTP API answers ``error`` with."""
-    for kind in type(error).__mro__:
-        if kind in HTTP_ERRORS:
-            return HTTP_ERRORS[kind]
-    return HTTP_ERRORS[SagaError]
+    # SagaError is in the table and in every error's class chain.
+    return next(HTTP_ERRORS[kind] for kind in type(error).__mro__ if kind in HTTP_ERRORS)
 
 
 def error_of_code(code: str | None) -> type[SagaError] | None:

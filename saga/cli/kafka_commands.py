@@ -95,19 +95,20 @@ def kafka_secrets(args: argparse.Namespace, settings: Settings) -> int:
     from saga.dev.secrets import write_dev_secrets
     from saga.kafka.topics import service_names
 
-    written = write_dev_secrets(args.dir, users(), service_names(),
+    names = users()
+    written = write_dev_secrets(args.dir, names, service_names(),
                                 broker_uid=args.broker_uid)
     files = written.certificates
     paths = {"ca": str(files.ca), "broker_keystore": str(files.broker_keystore),
              "admin_cert": str(files.client_cert(ADMIN_USER)),
              "admin_key": str(files.client_key(ADMIN_USER)),
-             "passwords": {u: str(written.password(u)) for u in users()},
-             "containers": str(written.folder / "containers")}
+             "passwords": {u: str(written.password(u)) for u in names},
+             "containers": str(written.containers)}
     if args.json:
         emit_json({**paths, "new_passwords": written.new_passwords})
     else:
         progress(f"certificates in {args.dir} (CA {files.ca.name}); passwords of "
-                 f"{len(users())} users in {args.dir / 'users'} "
+                 f"{len(names)} users in {args.dir / 'users'} "
                  f"({len(written.new_passwords)} new); each container's own files under "
                  f"{paths['containers']}")
     return 0

@@ -63,7 +63,9 @@ def service_key(master: bytes, service: str) -> bytes:
 
 
 def tag(key: bytes, topic: str, value: bytes) -> bytes:
-    return hmac.new(key, topic.encode() + _SEPARATOR + value, hashlib.sha256).digest()
+    mac = hmac.new(key, topic.encode() + _SEPARATOR, hashlib.sha256)
+    mac.update(value)  # not concatenated: a value may be near a megabyte
+    return mac.digest()
 
 
 @dataclass(frozen=True)

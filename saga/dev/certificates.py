@@ -65,7 +65,7 @@ def issue_certificates(folder: Path, *, clients: Iterable[str] = ()) -> Certific
         _write_key(key_path, key)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         if name == BROKER:
-            _write_private(files.broker_keystore, key_path.read_bytes()
+            write_private(files.broker_keystore, key_path.read_bytes()
                            + cert_path.read_bytes() + files.ca.read_bytes())
     return files
 
@@ -102,12 +102,12 @@ def _certificate(common_name: str, key: ec.EllipticCurvePrivateKey,
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    _write_private(path, key.private_bytes(serialization.Encoding.PEM,
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a file that holds a private key, readable by its owner only from its first
     byte on: written first and chmod-ed after, another user could open it in between
     and keep reading it."""

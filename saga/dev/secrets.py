@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from saga.codec.origin import encoded_service_key, new_origin_key
-from saga.dev.certificates import CertificateFiles, issue_certificates
+from saga.dev.certificates import CertificateFiles, issue_certificates, write_private
+from saga.dev.embedded import ADMIN_USER as ADMIN
 
-ADMIN = "admin"
 CONTAINERS = "containers"
 ORIGIN_KEY = "origin.key"
 REPLY_KEY = "reply.key"
@@ -43,13 +43,19 @@ class DevSecrets:
     new_passwords: list[str]
 
     def password(self, user: str) -> Path:
-        return self.folder / "users" / f"{user}.password"
+        return _password(self.folder, user)
 
-    def container(self, name: str) -> Path:
-        return self.folder / CONTAINERS / name
+    @property
+    def containers(self) -> Path:
+        """Each container's own folder is below this one, named after the container."""
+        return self.folder / CONTAINERS
 
 
-def write_dev_secrets(folder: Path, users: Iterable[str], services: Iterable[str], *,
+def _password(folder: Path, user: str) -> Path:
+    return folder / "users" / f"{user}.password"
+
+
+def write_dev_secrets(folder: Path, users: list[str], services: list[str], *,
                       broker_uid: int | None = None) -> DevSecrets:
     """Make what is missing (a restarted stack keeps its PKI, passwords and keys), then
     lay out every container's own folder afresh."""
@@ -58,20 +64,18 @@ def write_dev_secrets(folder: Path, users: Iterable[str], services: Iterable[str
     certificates = issue_certificates(folder, clients=[ADMIN])
     made = []
     for user in users:
-        path = folder / "users" / f"{user}.password"
-        if _write_once(path, lambda: secrets.token_urlsafe(24)):
+        if _write_once(_password(folder, user), lambda: secrets.token_urlsafe(24)):
             made.append(user)
     origin = folder / ORIGIN_KEY
     _write_once(origin, new_origin_key)
     written = DevSecrets(folder, certificates, made)
-    _lay_out(written, list(users), list(services), origin.read_text(), broker_uid)
+    _lay_out(written, users, services, origin.read_text(), broker_uid)
     return written
 
 
 def _write_once(path: Path, value: Callable[[], str]) -> bool:
     """Create ``path`` 0600 from its first byte with ``value()``; False if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
+    _folder(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -83,7 +87,7 @@ def _write_once(path: Path, value: Callable[[], str]) -> bool:
 
 def _lay_out(written: DevSecrets, users: list[str], services: list[str], origin: str,
              broker_uid: int | None) -> None:
-    certs, root = written.certificates, written.folder / CONTAINERS
+    certs, root = written.certificates, written.containers
     _folder(root)
     plan: dict[str, list[tuple[str, Path | str]]] = {
         "broker": [("broker.keystore.pem", certs.broker_keystore)],
@@ -108,10 +112,7 @@ def _lay_out(written: DevSecrets, users: list[str], services: list[str], origin:
             # Replaced, never the folder: a container may already have it mounted (a
             # bind mount holds the folder itself, so a new one would stay unseen).
             fresh = path.with_name(f".{path.name}.new")
-            fresh.unlink(missing_ok=True)
-            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
+            write_private(fresh, data)
             os.replace(fresh, path)
     if broker_uid is not None:
         for path in [root / "broker", *(root / "broker").rglob("*")]:

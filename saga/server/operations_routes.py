@@ -103,7 +103,8 @@ def operations_routes(visibility: Visibility) -> APIRouter:
         if body.reason:
             page = await visibility.scan(index.letters_page, body.reason, limit=body.limit,
                                          cursor=body.cursor, scan_limit=scan_limit)
-            named += [letter_position(x["id"]) for x in page.sagas if x["id"] not in body.ids]
+            asked = set(body.ids)
+            named += [letter_position(x["id"]) for x in page.sagas if x["id"] not in asked]
             next_cursor = page.next_cursor
         for partition, offset in named[:len(body.ids)]:
             if await visibility.read(index.shown_letter, partition, offset) is None:

@@ -27,7 +27,6 @@ from saga.errors import (
     NoSuchRoute,
     SagaError,
     ServerBusy,
-    UnsupportedMediaType,
     http_error,
 )
 
@@ -97,11 +96,6 @@ def install_error_handlers(app: FastAPI) -> None:
                     "type": str(e.get("type"))} for e in exc.errors()]
         if any(d["type"] == "json_invalid" for d in details):
             return error_response(BadRequest("the body is not valid JSON"), details)
-        content_type = request.headers.get("content-type", "")
-        if request.method not in ("GET", "HEAD") and "json" not in content_type \
-                and any(d["loc"] == ["body"] for d in details):
-            return error_response(UnsupportedMediaType(
-                f"the body is sent as {content_type or 'no type'!r}, not JSON"), details)
         if any(d["loc"] == ["body"] and d["type"] == "missing" for d in details):
             return error_response(BadRequest("this route needs a JSON body"), details)
         return error_response(InvalidRequest("the request does not fit its schema"), details)

@@ -20,11 +20,13 @@ from enum import StrEnum
 from typing import Any
 
 from saga.codec.json import dumps_body
+from saga.config import Settings
 from saga.engine.events import CommandKind
 from saga.engine.ids import idempotency_key
-from saga.engine.inputs import ReplyOutcome
+from saga.engine.inputs import CommandReply, ReplyOutcome
 from saga.errors import BusinessError, CodecError
-from saga.kafka.records import TEXT_LIMIT
+from saga.kafka.clients import RECORD_LIMIT
+from saga.kafka.records import TEXT_LIMIT, RecordCodec
 from saga.service.handlers import Command, Service, StagedState
 from saga.service.state import BatchState
 
@@ -42,6 +44,28 @@ class Answer:
     #: ``{"outcome": ReplyOutcome, "result": ..., "error": str}``, as the reply carries it
     reply: dict[str, Any]
     source: AnswerSource
+
+
+#: What a reply record holds besides its result: ids, service name, error text, headers.
+_ENVELOPE_ROOM = 32 * 1024
+
+
+def body_limit(settings: Settings) -> int:
+    """Largest result or state value a handler may give: SAGA_MAX_PAYLOAD_BYTES, and
+    without a claim-check store also room under Kafka's record limit (its reply or state
+    record would be refused, and the handler run again and again)."""
+    if settings.claim_check_dir:
+        return settings.max_payload_bytes
+    return min(settings.max_payload_bytes, RECORD_LIMIT - _ENVELOPE_ROOM)
+
+
+def reply_value(codec: RecordCodec, service: str, command: Mapping[str, Any],
+                reply: Mapping[str, Any]) -> bytes:
+    """The inbox record that answers ``command`` with ``reply``."""
+    command_id = command["command_id"]
+    return codec.encode_inbox(command["saga_id"], CommandReply(
+        command_id, service, ReplyOutcome(reply["outcome"]), reply["result"],
+        reply["error"]), message_id=f"reply:{command_id}")
 
 
 async def answer_command(service: Service, command: Mapping[str, Any], batch: BatchState, *,

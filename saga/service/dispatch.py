@@ -14,21 +14,19 @@ from opentelemetry.trace import SpanKind
 
 from saga.config import Settings
 from saga.engine.ids import MAX_SAGA_ID_BYTES, saga_id_too_long
-from saga.engine.inputs import CommandReply, ReplyOutcome
+from saga.engine.inputs import ReplyOutcome
 from saga.errors import CodecError
 from saga.kafka import headers
 from saga.kafka.clients import RECORD_LIMIT, record_bytes
 from saga.kafka.dead_letters import Source, dead_letter
 from saga.kafka.records import DeadLetterReason, RecordCodec
-from saga.service.answer import AnswerSource, answer_command
+from saga.service.answer import AnswerSource, answer_command, body_limit, reply_value
 from saga.service.handlers import Service
 from saga.service.state import BatchState
 from saga.telemetry import metrics, tracing
 from saga.telemetry.logs import log_context
 
 log = logging.getLogger("saga.services")
-#: What a reply record holds besides its result: ids, service name, error text, headers.
-_ENVELOPE_ROOM = 32 * 1024
 #: A command id is its saga id, a step and an attempt.
 _COMMAND_ID_ROOM = 40
 
@@ -53,11 +51,7 @@ class Dispatcher:
         self.inbox = settings.topic("saga.inbox")
         #: Tags each reply as this service's (saga/codec/origin.py).
         self.origin = settings.origin_keys()
-        #: Largest result or state value a handler may give: SAGA_MAX_PAYLOAD_BYTES, and
-        #: without a claim-check store also room under Kafka's record limit (its reply
-        #: or state record would be refused, and the handler run again and again).
-        self.body_limit = settings.max_payload_bytes if settings.claim_check_dir else \
-            min(settings.max_payload_bytes, RECORD_LIMIT - _ENVELOPE_ROOM)
+        self.body_limit = body_limit(settings)
         self.handled = 0  # handler runs
         self.duplicates = 0  # commands answered from a stored reply
 
@@ -119,10 +113,7 @@ class Dispatcher:
         return [self._reply(command, answer.reply)]
 
     def _reply(self, command: dict[str, Any], reply: dict[str, Any]) -> Outgoing:
-        command_id = command["command_id"]
-        value = self.codec.encode_inbox(command["saga_id"], CommandReply(
-            command_id, self.service.name, ReplyOutcome(reply["outcome"]), reply["result"],
-            reply["error"]), message_id=f"reply:{command_id}")
+        value = reply_value(self.codec, self.service.name, command, reply)
         mac = self.origin.tag_reply(self.service.name, command["reply_topic"], value)
         return Outgoing(command["reply_topic"], command["saga_id"].encode(), value,
                         [] if mac is None else [(headers.ORIGIN_MAC, mac)])

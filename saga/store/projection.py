@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import orjson
 
 from saga.engine import events as ev
+from saga.engine.replay import journal_line
 from saga.engine.state import SagaState
 from saga.errors import CodecError, StoreCorrupt
 from saga.store.rocksdb import RocksStore, open_or_wipe
@@ -266,9 +267,8 @@ def run_history_keys(table: bytes, saga_id: str, run_started_seq: int, end_seq: 
             prefix + b"%010d" % end_seq)
 
 
-def entry_to_json(entry: ev.Entry) -> bytes:
-    return orjson.dumps({"saga_id": entry.saga_id, "seq": entry.seq, "at_ms": entry.at_ms,
-                         "type": entry.event.type_name, "body": entry.event})
+#: An entry as the projection stores it: the line of a journal dump.
+entry_to_json = journal_line
 
 
 def entry_from_json(data: bytes) -> ev.Entry:

@@ -42,11 +42,9 @@ from saga.engine.ids import idempotency_key
 from saga.engine.inputs import (
     AbandonSaga,
     CancelSaga,
-    CommandReply,
     DeliverSignal,
     FireTimer,
     Input,
-    ReplyOutcome,
     ResumeSaga,
     StartSaga,
     UpdateSaga,
@@ -77,7 +75,7 @@ from saga.errors import (
     did_not_complete,
 )
 from saga.kafka.records import DeadLetterReason, RecordCodec
-from saga.service.answer import AnswerSource, answer_command
+from saga.service.answer import AnswerSource, answer_command, body_limit, reply_value
 from saga.service.handlers import Service
 from saga.service.state import BatchState, ServiceState
 from saga.testing.services import MockFunction, MockHandler, Reply, ServiceDouble
@@ -599,15 +597,12 @@ class SagaTestEnv:
         double.verdict = None
         answer = await answer_command(double.service, command, batch,
                                       handler_timeout_s=self.settings.handler_timeout_s,
-                                      max_payload_bytes=self.settings.max_payload_bytes)
+                                      max_payload_bytes=body_limit(self.settings))
         verdict = double.verdict if answer.source is AnswerSource.HANDLER else None
         double.verdict = None
         if verdict is not None and verdict.outcome is None:
             return  # never answered: nothing is committed, nothing is sent
-        reply = self._codec.encode_inbox(item.saga_id, CommandReply(
-            command["command_id"], double.name, ReplyOutcome(answer.reply["outcome"]),
-            answer.reply["result"], answer.reply["error"]),
-            message_id=f"reply:{command['command_id']}")
+        reply = reply_value(self._codec, double.name, command, answer.reply)
         answered = _Answered(double, item.saga_id, batch, reply)
         after = int(verdict.after.total_seconds() * 1000) if verdict is not None else 0
         if after <= 0:
