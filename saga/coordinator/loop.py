@@ -66,6 +66,9 @@ from saga.telemetry.logs import log_context, set_process_context
 
 log = logging.getLogger("saga.coordinator")
 _T = TypeVar("_T")
+#: Another instance with the same transactional id took over: never fence it back.
+_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                     KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.FENCED_INSTANCE_ID})
 
 
 @dataclass
@@ -409,15 +412,17 @@ class Coordinator:
                 error.txn_requires_abort() or error.retriable()):
             self._fatal(error, exc)
         observe.aborted()
-        checkpoint.abort()
-        return _Retry(f"transaction aborted ({error}); re-reading the batch", warn=True)
+        return self._abort(checkpoint) or _Retry(
+            f"transaction aborted ({error}); re-reading the batch", warn=True)
 
     def _refused_record(self, exc: RecordRefused, checkpoint: Checkpoint) -> _Retry:
         """Kafka will never take a record this batch wrote: abort, and read the batch
         again with the input that wrote it dead-lettered. Sent again as it was, the
         same record would stop the batch for ever, on every instance that takes the
         partition."""
-        checkpoint.abort()
+        replaced = self._abort(checkpoint)
+        if replaced is not None:
+            return replaced
         if exc.source is None:  # a fired timer's record: no input to set aside
             return _Retry(f"{exc}; re-reading the batch", pause_s=1, warn=True)
         times = self._refused.get(exc.source, (0, ""))[0] + 1
@@ -431,8 +436,23 @@ class Coordinator:
         return _Retry(f"{exc}; {where} is dead-lettered instead; re-reading the batch",
                       warn=True)
 
-    def _replaced_producer(self, exc: ClientStuck) -> _Retry:
-        """Give up a producer wedged inside librdkafka for a new one.
+    def _abort(self, checkpoint: Checkpoint) -> _Retry | None:
+        """Abort the open transaction; None when that worked. The abort itself can fail:
+        after every partition was revoked on a loaded machine librdkafka answered
+        INVALID_TXN_STATE ("Failed to end transaction"). That producer is then given up
+        like a wedged one, unless it was fenced, which stops the process."""
+        try:
+            checkpoint.abort()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() in _FENCED:
+                self._fatal(error, exc)
+            return self._replaced_producer(f"aborting the transaction failed ({error})",
+                                           pause_s=1)
+        return None
+
+    def _replaced_producer(self, why: ClientStuck | str, *, pause_s: float = 0.0) -> _Retry:
+        """Give up a wedged or broken producer for a new one.
 
         The new producer's init_transactions fences the old one, so whatever the old one
         still holds open is aborted by the broker and never becomes visible."""
@@ -443,11 +463,12 @@ class Coordinator:
                 "replaced in a row are still blocked inside librdkafka",
                 hint="restart the process; if it recurs, check the brokers' health and "
                 "the network between them")
-        self._say(f"{exc}; replacing the transactional producer")
+        self._say(f"{why}; replacing the transactional producer")
         metrics.PRODUCER_REPLACEMENTS.inc()
-        # The old producer is not kept: its blocked call holds it until it returns.
-        self.producer = self._new_producer()
-        return _Retry("re-reading the batch after replacing the producer")
+        # The old producer is not kept: a blocked call holds it until it returns.
+        self.producer = self._recovering(self._new_producer,
+                                         "starting a new transactional producer")
+        return _Retry("re-reading the batch after replacing the producer", pause_s=pause_s)
 
     def _retry_batch(self, batch: list[Message], outbox: Outbox, retry: _Retry) -> None:
         """Forget what the batch decided (its coroutines, cached states) and seek back
@@ -470,9 +491,7 @@ class Coordinator:
             time.sleep(retry.pause_s)
 
     def _fatal(self, error: KafkaError, cause: BaseException | None = None) -> NoReturn:
-        fenced = error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                                  KafkaError.INVALID_PRODUCER_EPOCH,
-                                  KafkaError.FENCED_INSTANCE_ID)
+        fenced = error.code() in _FENCED
         hint = ("another instance with the same --instance-id took over (it fenced this "
                 "one); give every instance its own id" if fenced else
                 "see the error; the batch was not committed and is read again on restart")
