@@ -19,7 +19,7 @@ from saga.errors import ConfigError
 from saga.kafka.clients import partitions_of
 from saga.kafka.partitioner import partition_of
 from saga.store.local_projections import LocalProjections
-from saga.store.projection import checksum, partition_report
+from saga.store.projection import checksum, checksum_stored, partition_report
 
 
 def register(commands: Any) -> None:
@@ -72,7 +72,7 @@ def saga_checksum(args: argparse.Namespace, settings: Settings) -> int:
             partitions = len(partitions_of(settings.kafka,
                                            settings.topic("saga.journal")))
         for name, projection in projections.instances.items():
-            own_digest, own_count = checksum(projection.states())
+            own_digest, own_count = checksum_stored(projection.stored_states())
             instances[name] = {"checksum": own_digest, "sagas": own_count}
             if args.by_partition:
                 instances[name]["partitions"] = partition_report(

@@ -26,7 +26,7 @@ from saga.store.projection import (
     DeadlineChanges,
     Projection,
     RocksProjection,
-    checksum,
+    checksum_stored,
     partition_report,
 )
 from saga.store.timer_index import PendingTimer, TimerIndex
@@ -140,7 +140,7 @@ def rebuild_projection(settings: Settings, into: Path, *,
         applied = catch_up(projection, settings.kafka, topic, partitions,
                            RecordCodec.for_settings(settings),
                            on_progress=on_progress)
-        digest, count = checksum(projection.states())
+        digest, count = checksum_stored(projection.stored_states())
         return {"checksum": digest, "sagas": count, "events": applied,
                 "partitions": partition_report(
                     projection, lambda saga_id: partition_of(saga_id, len(partitions)))}
