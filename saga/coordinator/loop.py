@@ -486,7 +486,10 @@ class Coordinator:
                 _, partition, offset = clients.where(message)
                 first.setdefault(partition, offset)
         for partition, offset in first.items():
-            self.consumer.seek(TopicPartition(self.topics.inbox, partition, offset))
+            # A partition revoked meanwhile is read by its new owner from the committed
+            # offset; seeking it here would raise (it is no longer assigned).
+            if partition in self.ownership.owned:
+                self.consumer.seek(TopicPartition(self.topics.inbox, partition, offset))
         if retry.pause_s:
             time.sleep(retry.pause_s)
 

@@ -1,6 +1,7 @@
 """When aborting a failed batch fails too, the coordinator replaces its producer and reads
-the batch again rather than exiting; a fenced producer still stops it (no Kafka needed:
-producers that fail as librdkafka does).
+the batch again rather than exiting; a fenced producer still stops it; reading a batch
+again seeks only the partitions still owned (no Kafka needed: clients that fail as
+librdkafka does).
 
 Seen in CI: the coordinator lost every partition on a loaded machine, its next
 transaction failed, and abort_transaction raised INVALID_TXN_STATE ("Failed to end
@@ -11,14 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from saga.config import Settings
 from saga.coordinator.checkpoint import Checkpoint
-from saga.coordinator.loop import Coordinator
-from saga.coordinator.outbox import Topics
+from saga.coordinator.loop import Coordinator, _Retry
+from saga.coordinator.outbox import Outbox, Topics
 from saga.engine.workflow import WorkflowRegistry
 from saga.errors import CoordinatorFenced, RecordRefused
+from saga.kafka.records import RecordCodec
 from saga.store.projection import MemoryProjection
 from saga.store.timer_index import MemoryTimerIndex
 
@@ -95,3 +97,38 @@ def test_a_fenced_producer_that_cannot_abort_stops_the_process(tmp_path: Path) -
         coordinator._aborted(ABORTABLE, _checkpoint(fenced))
     assert "another instance with the same --instance-id" in (stopped.value.hint or "")
     assert not started  # the newer instance is not fenced back
+
+
+class Consumed:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._at = (partition, offset)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return Topics.of(Settings()).inbox
+
+    def partition(self) -> int:
+        return self._at[0]
+
+    def offset(self) -> int:
+        return self._at[1]
+
+
+class SeekingConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def seek(self, where: TopicPartition) -> None:
+        self.seeks.append((where.partition, where.offset))
+
+
+def test_a_batch_read_again_seeks_only_the_partitions_still_owned(tmp_path: Path) -> None:
+    coordinator, _ = _coordinator(tmp_path, Producer())
+    coordinator.consumer = SeekingConsumer()
+    coordinator.ownership.assigned([], [0, 2])
+    batch = [Consumed(0, 5), Consumed(1, 9), Consumed(0, 6), Consumed(2, 3)]
+    coordinator._retry_batch(batch, Outbox(Topics.of(Settings()), RecordCodec(), "c"),
+                             _Retry("re-reading the batch"))
+    assert coordinator.consumer.seeks == [(0, 5), (2, 3)]  # 1 moved away meanwhile
