@@ -10,6 +10,7 @@ transaction"), which escaped and ended the process."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -126,9 +127,9 @@ class SeekingConsumer:
 
 def test_a_batch_read_again_seeks_only_the_partitions_still_owned(tmp_path: Path) -> None:
     coordinator, _ = _coordinator(tmp_path, Producer())
-    coordinator.consumer = SeekingConsumer()
+    consumer = coordinator.consumer = SeekingConsumer()
     coordinator.ownership.assigned([], [0, 2])
-    batch = [Consumed(0, 5), Consumed(1, 9), Consumed(0, 6), Consumed(2, 3)]
+    batch: list[Any] = [Consumed(0, 5), Consumed(1, 9), Consumed(0, 6), Consumed(2, 3)]
     coordinator._retry_batch(batch, Outbox(Topics.of(Settings()), RecordCodec(), "c"),
                              _Retry("re-reading the batch"))
-    assert coordinator.consumer.seeks == [(0, 5), (2, 3)]  # 1 moved away meanwhile
+    assert consumer.seeks == [(0, 5), (2, 3)]  # 1 moved away meanwhile
