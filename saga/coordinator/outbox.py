@@ -75,8 +75,6 @@ class OutRecord:
     value: bytes | None
     partition: int | None
     headers: Headers
-    #: Its delivered offset is a position a local store keeps (journal, timers).
-    tracked: bool = False
     #: (partition, offset) of the inbox record whose processing wrote it; None for a
     #: fired timer's. A record Kafka refuses is traced back to its input this way.
     input: tuple[int, int] | None = None
@@ -163,7 +161,7 @@ class Outbox:
         key = saga_id.encode()
         for entry in entries:
             self._add(self.topics.journal, key, _fits(self.codec.encode_entry(entry, cause)),
-                      partition, headers.journal(entry.event.type_name), tracked=True)
+                      partition, headers.journal(entry.event.type_name))
             for effect in effects_of(state, entry):
                 if isinstance(effect, SendCommand):
                     self._command(state, entry, effect.event)
@@ -171,7 +169,7 @@ class Outbox:
                     event = effect.event
                     self._add(self.topics.timers, event.timer_id.encode(),
                               self.codec.encode_timer(saga_id, event), partition,
-                              headers.timer(TimerAction.SCHEDULE), tracked=True)
+                              headers.timer(TimerAction.SCHEDULE))
                     self.timer_changes.schedule(PendingTimer(partition, event.timer_id,
                                                              saga_id, event.due_ms))
                 elif isinstance(effect, StopTimer):
@@ -263,10 +261,10 @@ class Outbox:
 
     def _end_timer(self, partition: int, timer_id: str, action: TimerAction) -> None:
         self._add(self.topics.timers, timer_id.encode(), None, partition,
-                  headers.timer(action), tracked=True)
+                  headers.timer(action))
         self.timer_changes.remove(timer_id)
 
     def _add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-             record_headers: Headers, *, tracked: bool = False) -> None:
-        self.records.append(OutRecord(topic, key, value, partition, record_headers, tracked,
+             record_headers: Headers) -> None:
+        self.records.append(OutRecord(topic, key, value, partition, record_headers,
                                       self.reading))

@@ -39,10 +39,6 @@ Millis = Annotated[int | None, Query(ge=0, le=10**15, description="epoch millise
 Cursor = Annotated[str | None, Query(max_length=2000, description="where the previous "
                                      "page stopped (its next_cursor, or the cursor of its "
                                      "Link rel=next)")]
-#: A history page's rows and bytes: a saga may hold 100,000 entries of up to
-#: SAGA_MAX_PAYLOAD_BYTES each.
-HISTORY_PAGE_BYTES = 8 * 1024 * 1024
-
 
 def saga_routes(visibility: Visibility) -> APIRouter:
     routes = APIRouter(route_class=JsonBodyRoute)
@@ -109,8 +105,7 @@ def saga_routes(visibility: Visibility) -> APIRouter:
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
                       cursor: Cursor = None) -> Response:
         check_text(saga_id, cursor)
-        page = await visibility.scan(index.history_page, saga_id, cursor, limit=limit,
-                                     max_bytes=HISTORY_PAGE_BYTES)
+        page = await visibility.scan(index.history_page, saga_id, cursor, limit=limit)
         if not page.rows and await visibility.read(index.summary_json, saga_id) is None:
             raise not_found(saga_id)
         return raw_response(b"[" + b",".join(page.rows) + b"]",

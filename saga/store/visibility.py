@@ -58,6 +58,9 @@ _COUNTER = struct.Struct(">q")
 _NEVER = 10**16  # past every epoch millisecond: inverse times sort newest first
 #: Index rows one request reads at most unless told otherwise (SAGA_SERVER_SCAN_LIMIT).
 SCAN_LIMIT = 10_000
+#: A history page's rows and bytes at most: a saga may hold 100,000 entries of up to
+#: SAGA_MAX_PAYLOAD_BYTES each.
+HISTORY_PAGE_BYTES = 8 * 1024 * 1024
 
 # Durations are kept as counts per logarithmic bucket, each 2 % wider than the one
 # before: a percentile is then read from a few hundred counters instead of a scan of
@@ -317,7 +320,7 @@ class VisibilityIndex:
         return [bytes(value) for _, value in self._store.scan(prefix, start)]
 
     def history_page(self, saga_id: str, cursor: str | None = None, *, limit: int = 1000,
-                     max_bytes: int = 8 * 1024 * 1024) -> RawPage:
+                     max_bytes: int = HISTORY_PAGE_BYTES) -> RawPage:
         """Entries of the saga's current run in order: up to ``limit`` of them and about
         ``max_bytes`` (always at least one); the cursor is the seq to go on from."""
         if cursor is not None:
