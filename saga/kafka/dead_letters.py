@@ -138,15 +138,25 @@ def public(letter: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: What ``to_json`` adds to ``public``: the original value and key, in base64.
+_BYTES_B64 = ("value_b64", "key_b64")
+
+
 def to_json(letter: Mapping[str, Any]) -> dict[str, Any]:
     """A letter as JSON can hold it (the bytes in base64), for the visibility index."""
     return {**public(letter), "source_topic": letter.get("source_topic"),
             "value_b64": _b64(letter.get("value")), "key_b64": _b64(letter.get("original_key"))}
 
 
+def shown(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """``public`` of the letter ``to_json`` stored. That is ``public`` plus the bytes in
+    base64: dropped, not decoded (up to VALUE_LIMIT) for a size and preview it holds."""
+    return {k: v for k, v in stored.items() if k not in _BYTES_B64}
+
+
 def from_json(stored: Mapping[str, Any]) -> dict[str, Any]:
     """The letter ``to_json`` stored, with its bytes back (what a redrive needs)."""
-    letter = {k: v for k, v in stored.items() if k not in ("value_b64", "key_b64")}
+    letter = {k: v for k, v in stored.items() if k not in _BYTES_B64}
     letter["value"] = _unb64(stored.get("value_b64"))
     letter["original_key"] = _unb64(stored.get("key_b64"))
     return letter

@@ -44,7 +44,7 @@ from saga.engine import events as ev
 from saga.engine.lifecycle import SagaStatus
 from saga.engine.state import SagaState
 from saga.errors import ConfigError, StoreCorrupt
-from saga.kafka.dead_letters import from_json, public
+from saga.kafka.dead_letters import shown
 from saga.store.projection import run_history_keys
 from saga.store.rocksdb import RocksStore
 
@@ -221,7 +221,7 @@ class VisibilityIndex:
             if self._store.get(key) is None:  # a replayed letter is not counted twice
                 counters[_LETTERS] = counters.get(_LETTERS, 0) + 1
             batch.put(key, orjson.dumps(letter))
-            batch.put(_SHOWN + key[len(_LETTER):], orjson.dumps(public(from_json(letter))))
+            batch.put(_SHOWN + key[len(_LETTER):], orjson.dumps(shown(letter)))
         for key, delta in counters.items():
             if delta:
                 batch.put(key, _COUNTER.pack(self._count(key) + delta))

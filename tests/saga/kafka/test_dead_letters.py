@@ -19,9 +19,11 @@ from saga.kafka.dead_letters import (
     Source,
     dead_letter,
     from_json,
+    public,
     read_letter,
     redrive,
     refusal,
+    shown,
     to_json,
 )
 from saga.kafka.records import RecordCodec
@@ -73,6 +75,20 @@ def test_a_letter_with_cuts_survives_the_visibility_index_and_is_not_redriven() 
     refused = refusal(SETTINGS, stored)
     assert refused is not None
     assert refused.reason is RedriveRefusal.NOT_KEPT
+
+
+@pytest.mark.parametrize("letter", [
+    _letter(Source("t.saga.inbox", 0, 1, b"o-1", "\u00e9".encode() * 100)),
+    _letter(Source("t.saga.inbox", 0, 1, b"k" * 5000, b"\xff" * 500_000)),
+    _letter(Source("t.saga.inbox", 0, 1, None, None)),
+    read_letter(CODEC, clients.Record(0, 3, b"k", b"not a letter", None)),
+], ids=["kept", "cut", "tombstone", "unreadable"])
+def test_a_stored_letter_is_shown_as_the_letter_itself_is(letter: dict[str, Any]) -> None:
+    # the index shows a stored letter without decoding its bytes: the same row, byte
+    # for byte, as the letter read from saga.dlq
+    stored = orjson.loads(orjson.dumps(to_json(letter)))
+    assert orjson.dumps(shown(stored)) == orjson.dumps(public(letter)) \
+        == orjson.dumps(public(from_json(stored)))
 
 
 @pytest.mark.parametrize(("source_topic", "component", "reason"), [
