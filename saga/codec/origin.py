@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -101,10 +102,14 @@ class OriginKeys:
         return key
 
     def coordinator(self) -> bytes:
-        key = self._services.get("")
-        if key is None and self.master:
-            key = self._services[""] = _derive(self.master, _COORDINATOR_INFO)
-        return key or b""
+        return self._own
+
+    @cached_property
+    def _own(self) -> bytes:
+        # Not in _services under "": a reply naming service "" (any inbox writer may
+        # send one) cached service ""'s key there first, and the coordinator then
+        # refused its own timers and tagged with a key `saga keys reply-key ""` prints.
+        return _derive(self.master, _COORDINATOR_INFO) if self.master else b""
 
     def tag_reply(self, service: str, topic: str, value: bytes) -> bytes | None:
         key = self.service(service)

@@ -5,6 +5,7 @@ it on a broker)."""
 from __future__ import annotations
 
 import base64
+from functools import partial
 
 import pytest
 
@@ -96,6 +97,22 @@ def test_what_only_the_coordinator_sends_needs_its_tag(own: object) -> None:
     service_tag = coordinator.tag_reply("payments", INBOX, value)
     assert isinstance(router.route(b"o-1", value, HOME, lambda: _mac_headers(service_tag)),
                       SetAside)
+
+
+@pytest.mark.parametrize("reply_first", [True, False])
+def test_the_coordinators_key_is_not_that_of_a_service_named_empty(reply_first: bool) -> None:
+    # Both were cached under "": whichever was asked for first answered for both, so a
+    # reply naming service "" (any inbox writer may send one) made the coordinator
+    # refuse the timers it had tagged itself.
+    keys = OriginKeys.parse(MASTER)
+    router = _router(keys)
+    untouched = OriginKeys.parse(MASTER)
+    reply, timer = _reply(""), RecordCodec().encode_inbox("o-1", FireTimer("o-1:t:1", 0))
+    reply_mac, timer_mac = untouched.tag_own(INBOX, reply), untouched.tag_own(INBOX, timer)
+    records = [(reply, reply_mac, SetAside), (timer, timer_mac, Decide)]
+    for value, mac, taken in records if reply_first else records[::-1]:
+        assert isinstance(router.route(b"o-1", value, HOME, partial(_mac_headers, mac)), taken)
+    assert keys.service("") != keys.coordinator() == untouched.coordinator()
 
 
 def test_what_any_client_may_send_needs_no_tag() -> None:
