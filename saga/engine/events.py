@@ -320,16 +320,29 @@ _FIELD_TYPES: dict[type[Event], dict[str, Any]] = {
 }
 
 
+#: Each event type's field names: a body naming exactly these needs no defaults filled.
+_FIELD_NAMES: dict[type[Event], frozenset[str]] = {
+    cls: frozenset(f.name for f in dataclasses.fields(cls)) for cls in EVENT_TYPES.values()}
+
+
 def from_body(type_name: str, body: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(type_name)
     if cls is None:
         raise CodecError(f"unknown journal event type {type_name!r}",
                          hint="written by a newer kafka-saga; upgrade this one")
     try:
-        typed = _FIELD_TYPES.get(cls, {})
-        body = {**body, **{name: convert(body[name]) for name, convert in typed.items()
-                           if body.get(name) is not None}}
-        return cls(**body)
+        typed = _FIELD_TYPES.get(cls)
+        if typed is not None:
+            body = {**body, **{name: convert(body[name]) for name, convert in typed.items()
+                               if body.get(name) is not None}}
+        if body.keys() == _FIELD_NAMES[cls]:
+            # What this version writes: every field, none unknown. Set as _evolve sets a
+            # state's, without the frozen __init__'s setattr per field (a rebuild reads
+            # every entry of the journal through here).
+            event = object.__new__(cls)
+            event.__dict__.update(body)
+            return event
+        return cls(**body)  # fills defaults; refuses a missing or unknown field
     except (TypeError, ValueError) as exc:
         raise CodecError(f"journal event {type_name} does not fit: {exc}") from exc
 
