@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cache
 
 from saga.codec.origin import OriginKeys
 from saga.engine.ids import MAX_SAGA_ID_BYTES, saga_id_too_long
@@ -79,9 +80,9 @@ class InputRouter:
 
     def route(self, key: bytes | None, value: bytes | None, partition: int,
               headers: Callable[[], Headers]) -> Route:
-        """Where the record at ``partition`` goes; ``headers`` is read only for a start
-        (its trace context rides in a header) and for an input that must carry its
-        writer's origin tag (saga/codec/origin.py)."""
+        """Where the record at ``partition`` goes; ``headers`` is read, once at most,
+        only for a start (its trace context rides in a header) and for an input that
+        must carry its writer's origin tag (saga/codec/origin.py)."""
         try:
             inbox = self.codec.decode_inbox(value)
         except CodecError as exc:
@@ -99,6 +100,10 @@ class InputRouter:
             return SetAside(DeadLetterReason.KEY_MISMATCH,
                             f"record key {_preview(key)} is not the saga id {saga_id!r}",
                             kind)
+        if isinstance(decoded, StartSaga):
+            # A child's start needs its origin tag and then its trace context: one copy
+            # out of the record serves both (no other input reads the headers twice).
+            headers = cache(headers)
         if self.origin.checks and value is not None:
             refused = self._unproven(decoded, value, headers)
             if refused is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from saga.codec.origin import OriginKeys, new_origin_key
 from saga.coordinator.ownership import Ownership
 from saga.coordinator.router import Decide, InputRouter, SendOn, SetAside
 from saga.engine.ids import MAX_SAGA_ID_BYTES
 from saga.engine.inputs import CommandReply, DeliverSignal, ReplyOutcome, StartSaga
+from saga.kafka import headers
 from saga.kafka.partitioner import partition_of
 from saga.kafka.records import DeadLetterReason, RecordCodec
 from saga.telemetry import tracing
@@ -38,6 +40,26 @@ def test_a_start_keeps_its_starters_trace_context_from_the_header() -> None:
     assert isinstance(route.value, StartSaga)
     assert route.value.trace == TRACEPARENT
     assert route.kind == "start"
+
+
+def test_a_childs_start_reads_its_headers_once_for_its_tag_and_its_trace() -> None:
+    keys = OriginKeys.parse(new_origin_key())
+    router = InputRouter(RecordCodec(), PARTITIONS, origin=keys)
+    value = router.codec.encode_inbox("c-1", StartSaga("order", {}, parent="p-1",
+                                                       parent_step=2))
+    found = [(headers.ORIGIN_MAC, keys.tag_own("saga.inbox", value)),
+             ("traceparent", TRACEPARENT.encode())]
+    reads: list[int] = []
+
+    def read() -> list[tuple[str, bytes | None]]:
+        reads.append(1)
+        return found
+
+    route = router.route(b"c-1", value, partition_of("c-1", PARTITIONS), read)
+    assert isinstance(route, Decide)
+    assert isinstance(route.value, StartSaga)
+    assert route.value.trace == TRACEPARENT
+    assert len(reads) == 1
 
 
 def test_garbage_and_tombstones_are_set_aside_as_undecodable() -> None:
