@@ -103,6 +103,11 @@ class PayloadCipher:
         sealed = AESGCM(self.keys[self.current]).encrypt(nonce, body, context.aad(key_id))
         return MARKER + bytes([len(key_id)]) + key_id + nonce + sealed
 
+    def opens_as_is(self, data: bytes) -> bool:
+        """A plain body where no key is set: ``open`` would return it unchanged, and the
+        caller need not build its SealContext (once per body read)."""
+        return not self.current and not data.startswith((MARKER, LEGACY_MARKER))
+
     def open(self, data: bytes, context: SealContext) -> bytes:
         legacy = data.startswith(LEGACY_MARKER)
         if not legacy and not data.startswith(MARKER):

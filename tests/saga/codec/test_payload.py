@@ -73,6 +73,20 @@ def test_with_keys_a_plain_or_first_format_body_is_refused_unless_migrating() ->
     assert PayloadCipher().open(b'{"a":1}', HERE) == b'{"a":1}'
 
 
+def test_only_a_plain_body_with_no_key_set_is_read_as_it_is() -> None:
+    """The codec skips building a seal's context for these; every other body goes
+    through open, which refuses or opens it."""
+    sealed = PayloadCipher.parse(f"k1:{K1}").seal(b'{"a":1}', HERE)
+    assert PayloadCipher().opens_as_is(b'{"a":1}')
+    assert not PayloadCipher().opens_as_is(sealed)
+    assert not PayloadCipher().opens_as_is(LEGACY_MARKER + b"\x02k1")
+    assert not PayloadCipher.parse(f"k1:{K1}").opens_as_is(b'{"a":1}')
+    keyed = RecordCodec.for_settings(Settings(payload_keys=Secret(f"k1:{K1}")))
+    record = keyed.encode_entry(ev.Entry("o-1", 1, 1_000, ev.SagaStarted("order", 1, ORDER)))
+    with pytest.raises(PayloadKeyMissing, match="k1"):  # a reader without the key
+        RecordCodec().decode_entry(record)
+
+
 def test_an_altered_body_or_a_wrong_key_does_not_open() -> None:
     cipher = PayloadCipher.parse(f"k1:{K1}")
     sealed = bytearray(cipher.seal(b"amount 4599", HERE))
