@@ -19,7 +19,7 @@ import heapq
 import importlib
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType, TracebackType
@@ -427,14 +427,10 @@ class SagaTestEnv:
 
     def timers(self, saga_id: str | None = None) -> list[ScheduledTimer]:
         """Pending timers and running reply deadlines, earliest first."""
-        found = [ScheduledTimer(owner, timer_id, timer.purpose, _at(timer.due_ms))
-                 for timer_id, (owner, timer) in self._timers.items()]
-        for owner, state in self._states.items():
-            found.extend(ScheduledTimer(owner, timer_id, ev.TimerPurpose.TIMEOUT, _at(due))
-                         for timer_id, due in state.deadlines().items()
-                         if timer_id not in self._fired_deadlines)
-        return sorted((t for t in found if saga_id is None or t.saga_id == saga_id),
-                      key=lambda t: (t.due, t.timer_id))
+        found = [ScheduledTimer(due.saga_id, due.timer_id, purpose, _at(due.due_ms))
+                 for due, purpose in self._pending()
+                 if saga_id is None or due.saga_id == saga_id]
+        return sorted(found, key=lambda t: (t.due, t.timer_id))
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
@@ -622,14 +618,19 @@ class SagaTestEnv:
         self._work.extendleft(reversed(waiting))
 
     # ---- the clock -----------------------------------------------------------------
+    def _pending(self) -> Iterator[tuple[_Due, ev.TimerPurpose]]:
+        """Every pending timer and running reply deadline, with its purpose: what
+        ``timers()`` shows is what the clock fires."""
+        for timer_id, (owner, timer) in self._timers.items():
+            yield _Due(timer.due_ms, timer_id, owner), timer.purpose
+        for owner, state in self._states.items():
+            for timer_id, due in state.deadlines().items():
+                if timer_id not in self._fired_deadlines:
+                    yield _Due(due, timer_id, owner, deadline=True), ev.TimerPurpose.TIMEOUT
+
     def _next_due(self) -> _Due | None:
         found: list[tuple[int, int, str, _Due]] = [
-            (timer.due_ms, 0, timer_id, _Due(timer.due_ms, timer_id, owner))
-            for timer_id, (owner, timer) in self._timers.items()]
-        for owner, state in self._states.items():
-            found.extend((due, 0, timer_id, _Due(due, timer_id, owner, deadline=True))
-                         for timer_id, due in state.deadlines().items()
-                         if timer_id not in self._fired_deadlines)
+            (due.due_ms, 0, due.timer_id, due) for due, _ in self._pending()]
         if self._answers:
             due, _, answered = self._answers[0]
             found.append((due, 1, "", _Due(due, answered=answered)))
