@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from saga.config import KafkaConnection
 from saga.engine import events as ev
@@ -15,8 +15,10 @@ from saga.kafka import clients
 from saga.kafka.records import RecordCodec
 
 
-@dataclass(frozen=True)
-class JournalRecord:
+class JournalRecord(NamedTuple):
+    """One record read back (a NamedTuple: one is made per journal record a rebuild
+    reads, and a frozen dataclass's __init__ costs a setattr per field)."""
+
     partition: int
     offset: int
     entry: ev.Entry | None  # None at the end of a partition, or when undecodable
