@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import signal
 import socket
@@ -75,6 +76,7 @@ def coordinator_run(args: argparse.Namespace, settings: Settings) -> int:
     coordinator = Coordinator(settings, registry, config, progress=progress)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: coordinator.stop())
+    settle_the_heap(settings)
     stats = coordinator.run()
     progress(f"coordinator stopped: {stats}")
     return 0
@@ -91,6 +93,7 @@ def server_run(args: argparse.Namespace, settings: Settings) -> int:
     progress(f"saga server on http://{settings.server_host}:{settings.server_port} "
              f"(API under /api, OpenAPI at /openapi.json); indexing "
              f"{settings.topic('saga.journal')}")
+    settle_the_heap(settings)
     serve(settings, registry=registry, instance_id=args.instance_id)
     return 0
 
@@ -128,8 +131,23 @@ def service_run(args: argparse.Namespace, settings: Settings) -> int:
         progress(f"service {args.name} running")
         await service.run(settings, instance_id=args.instance_id, stop=stop)
 
+    settle_the_heap(settings)
     asyncio.run(main())
     return 0
+
+
+def settle_the_heap(settings: Settings) -> None:
+    """Before a long-running process starts its work: what start-up made (modules,
+    workflows, clients) lives as long as the process, so it is frozen out of the cyclic
+    collector's scans, and young collections come every SAGA_GC_YOUNG_THRESHOLD
+    allocations instead of 700. A full scan walks every cached state and coroutine;
+    with Python's thresholds they took 7-9% of the coordinator's CPU."""
+    if not settings.gc_young_threshold:
+        return
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(settings.gc_young_threshold, middle, old)
 
 
 def _serve_metrics(settings: Settings, port: int | None) -> None:
