@@ -12,7 +12,13 @@ from saga.cli.output import emit_json, progress, table
 from saga.config import Settings
 from saga.errors import ConfigError
 from saga.kafka import acls
+from saga.kafka.clients import while_kafka_recovers
 from saga.kafka.topics import admin_client, service_names
+
+#: How long `acl apply` and `acl user` ride out a cluster that answers with transient
+#: errors (both are idempotent): a request can be lost with the bootstrap connection
+#: librdkafka replaces by the broker it named ("Broker handle destroyed"), seen in CI.
+_WAIT_S = 60
 
 
 def register(commands: Any) -> None:
@@ -58,7 +64,9 @@ def acl_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def acl_apply(args: argparse.Namespace, settings: Settings) -> int:
     grants, rows = _rows(args, settings)
-    created = acls.apply(admin_client(bootstrapped(settings).kafka), args.principal, grants)
+    admin = admin_client(bootstrapped(settings).kafka)
+    created = while_kafka_recovers(lambda: acls.apply(admin, args.principal, grants),
+                                   "creating the ACLs", wait_s=_WAIT_S, say=progress)
     if args.json:
         emit_json({"principal": args.principal, "role": args.role, "applied": created,
                    "acls": rows})
@@ -73,8 +81,10 @@ def acl_user(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read {args.password_file}: {exc.strerror}",
                           hint="write the user's password into that file first") from None
-    acls.set_scram_credential(admin_client(bootstrapped(settings).kafka), args.name,
-                              password, args.mechanism)
+    admin = admin_client(bootstrapped(settings).kafka)
+    while_kafka_recovers(
+        lambda: acls.set_scram_credential(admin, args.name, password, args.mechanism),
+        f"setting the credential of {args.name}", wait_s=_WAIT_S, say=progress)
     if args.json:
         emit_json({"user": args.name, "mechanism": args.mechanism, "set": True})
     else:

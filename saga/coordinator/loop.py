@@ -37,7 +37,6 @@ from saga.coordinator.startup import (
     group_consumer,
     open_store,
     transactional_producer,
-    while_kafka_recovers,
 )
 from saga.coordinator.state_cache import StateCache
 from saga.coordinator.timer_wheel import TimerWheel
@@ -55,6 +54,7 @@ from saga.errors import (
     SagaError,
 )
 from saga.kafka import clients
+from saga.kafka.clients import while_kafka_recovers
 from saga.kafka.dead_letters import Source
 from saga.kafka.records import DeadLetterReason, RecordCodec
 from saga.kafka.topics import admin_client, create_topics, service_topic_spec, source_of

@@ -3,15 +3,12 @@ a transactional producer and a group consumer, each waited for while Kafka recov
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaException
-
 from saga.config import Settings
-from saga.errors import KafkaUnavailable, TopicMismatch
+from saga.errors import TopicMismatch
 from saga.kafka import clients
 from saga.kafka.caches import open_topic_cache
 from saga.kafka.topics import admin_client, check_topics, load_specs
@@ -21,23 +18,6 @@ from saga.store.timer_index import RocksTimerIndex
 _T = TypeVar("_T")
 _Store = TypeVar("_Store", RocksProjection, RocksTimerIndex)
 Say = Callable[[str], None]
-
-
-def while_kafka_recovers(step: Callable[[], _T], what: str, *, wait_s: float, say: Say
-                         ) -> _T:
-    """``step()``, tried again while the cluster answers with transient errors, for up
-    to ``wait_s``."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return step()
-        except (KafkaUnavailable, KafkaException, TimeoutError) as exc:
-            transient = isinstance(exc, KafkaUnavailable | TimeoutError) \
-                or clients.is_transient(exc)
-            if not transient or time.monotonic() >= deadline:
-                raise
-            say(f"{what}: Kafka is not ready ({exc}); trying again")
-            time.sleep(2)
 
 
 def checked_topics(settings: Settings, inbox: str) -> tuple[set[str], int]:

@@ -197,6 +197,24 @@ def is_transient(error: KafkaError | KafkaException) -> bool:
     return not error.fatal() and (error.retriable() or error.code() in _TRANSIENT)
 
 
+def while_kafka_recovers(step: Callable[[], _T], what: str, *, wait_s: float,
+                         say: Callable[[str], None]) -> _T:
+    """``step()``, tried again while the cluster answers with transient errors (a broker
+    restarting, a request lost with the bootstrap connection librdkafka replaces by the
+    broker it named), for up to ``wait_s``; ``say`` tells each retry."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return step()
+        except (KafkaUnavailable, KafkaException, TimeoutError) as exc:
+            transient = isinstance(exc, KafkaUnavailable | TimeoutError) \
+                or is_transient(exc)
+            if not transient or time.monotonic() >= deadline:
+                raise
+            say(f"{what}: Kafka is not ready ({exc}); trying again")
+            time.sleep(2)
+
+
 def watermarks(reader: Consumer, topic: str, partition: int, *, wait_s: float = 30
                ) -> tuple[int, int]:
     """(low, high) offsets of a partition, riding out a leader that is moving or not yet

@@ -1,15 +1,15 @@
-"""The client helpers that need no broker: deadlines on librdkafka calls and which
-errors count as a broker passing through a restart."""
+"""The client helpers that need no broker: deadlines on librdkafka calls, which errors
+count as a broker passing through a restart, and riding them out."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
-from saga.errors import ClientStuck
-from saga.kafka.clients import call_with_deadline, is_transient
+from saga.errors import ClientStuck, KafkaUnavailable
+from saga.kafka.clients import call_with_deadline, is_transient, while_kafka_recovers
 
 
 def test_a_call_within_its_deadline_returns_its_value() -> None:
@@ -50,3 +50,37 @@ def test_a_retriable_error_is_transient() -> None:
                                    KafkaError(KafkaError._TRANSPORT, fatal=True)])
 def test_a_missing_topic_or_a_fatal_error_is_not(error: KafkaError) -> None:
     assert not is_transient(error)
+
+
+def test_a_step_is_tried_again_while_kafka_answers_with_transient_errors(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `saga acl user` met in CI: the request lost with the bootstrap connection
+    librdkafka replaced ("Broker handle destroyed"); the same step then succeeds."""
+    monkeypatch.setattr("saga.kafka.clients.time.sleep", lambda seconds: None)
+    lost = KafkaException(KafkaError(KafkaError._DESTROY_BROKER))
+    answers: list[Exception | str] = [lost, KafkaUnavailable("no broker yet"), "set"]
+    said: list[str] = []
+
+    def step() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert while_kafka_recovers(step, "setting a credential", wait_s=60,
+                                say=said.append) == "set"
+    assert len(said) == 2
+    assert all(line.startswith("setting a credential: Kafka is not ready") for line in said)
+
+
+def test_a_step_refused_for_good_is_not_tried_again() -> None:
+    refused = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    calls: list[int] = []
+
+    def step() -> None:
+        calls.append(1)
+        raise refused
+
+    with pytest.raises(KafkaException):
+        while_kafka_recovers(step, "creating the ACLs", wait_s=60, say=print)
+    assert calls == [1]
