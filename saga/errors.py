@@ -95,6 +95,11 @@ class SchemaMismatch(CodecError):
     default_hint = "check the record against schemas/ (docs/topics.md)"
 
 
+class NotCompiled(CodecError):
+    """The compiled Avro writer (saga/codec/avro_binary.py) declines a record it is not
+    sure of; the codec then asks fastavro, so this never leaves the codec."""
+
+
 class PayloadTooLarge(CodecError):
     """A JSON body exceeds the configured maximum size."""
 

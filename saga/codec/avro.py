@@ -24,7 +24,15 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from saga import _data
-from saga.errors import CodecError, NotFramed, SchemaMismatch, TruncatedRecord, UnknownSchema
+from saga.codec.avro_binary import Writer, compile_writer
+from saga.errors import (
+    CodecError,
+    NotCompiled,
+    NotFramed,
+    SchemaMismatch,
+    TruncatedRecord,
+    UnknownSchema,
+)
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
@@ -39,6 +47,8 @@ class SchemaVersion:
     version: int
     parsed: Any
     fingerprint: bytes
+    # The compiled writer (saga/codec/avro_binary.py); None where a type is not compiled.
+    write: Writer | None
 
 
 class AvroCodec:
@@ -56,7 +66,8 @@ class AvroCodec:
                 raise CodecError(f"schema file {path.name} is not named <kind>.v<N>.avsc")
             parsed = parse_schema(orjson.loads(path.read_bytes()), _write_hint=True)
             fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
-            schema = SchemaVersion(match["kind"], int(match["version"]), parsed, fp)
+            schema = SchemaVersion(match["kind"], int(match["version"]), parsed, fp,
+                                   compile_writer(parsed))
             self._by_fingerprint[fp] = schema
             current = self._latest.get(schema.kind)
             if current is None or current.version < schema.version:
@@ -71,12 +82,19 @@ class AvroCodec:
     def encode(self, kind: str, record: dict[str, Any], *, version: int | None = None) -> bytes:
         """Frame ``record`` with the newest schema of ``kind`` (or an explicit version)."""
         schema = self._schema(kind, version)
+        if schema.write is not None:
+            parts = [MAGIC, schema.fingerprint]
+            try:
+                schema.write(record, parts)
+                return b"".join(parts)
+            except NotCompiled:
+                pass  # fastavro answers: the record, its defaults filled, or its error
         out = io.BytesIO()
         out.write(MAGIC)
         out.write(schema.fingerprint)
         try:
             schemaless_writer(out, schema.parsed, record, strict_allow_default=True)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise SchemaMismatch(f"{kind} record does not fit schema v{schema.version}: {exc}",
                                  hint="check field names and types against schemas/") from exc
         return out.getvalue()
