@@ -144,6 +144,12 @@ def summarise(raw: Path, top: int = 25) -> list[str]:
     for frame, samples in inclusive.most_common(top):
         lines.append(f"| {100 * samples / total:.1f}% | {100 * own[frame] / total:.1f}% | "
                      f"`{frame}` |")
+    # Where the time is spent rather than passed through: what a change would have to cut.
+    lines += ["", "Most samples in the function itself:", "", "| own | inclusive | function |",
+              "|---|---|---|"]
+    for frame, samples in own.most_common(top):
+        lines.append(f"| {100 * samples / total:.1f}% | {100 * inclusive[frame] / total:.1f}% | "
+                     f"`{frame}` |")
     return lines
 
 

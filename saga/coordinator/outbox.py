@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from saga.codec.origin import OriginKeys
 from saga.config import Settings
@@ -68,8 +68,10 @@ class Topics:
         return self.settings.topic(f"{service}.commands")
 
 
-@dataclass(frozen=True)
-class OutRecord:
+class OutRecord(NamedTuple):
+    """One record of the batch's transaction (a NamedTuple: about twenty are made per
+    order saga, and a frozen dataclass's __init__ costs a setattr per field)."""
+
     topic: str
     key: bytes | None
     value: bytes | None
