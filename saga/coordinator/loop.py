@@ -7,9 +7,9 @@ timers, routes every input (router.py) and decides those it should into an Outbo
 transaction), and commits the batch through a Checkpoint. On every assignment the
 stores first catch up with the journal and saga.timers (recovery.py).
 
-A batch that cannot commit is read again, by one path (``_retry_batch``): an abortable
-error aborts it, a wedged producer is replaced first; a fenced or fatal one stops the
-process with what to do next.
+A batch that cannot commit is read again, by one path (``_retry_batch``); what becomes
+of its transaction and producer first (aborted, replaced, or the end of the process) is
+failures.py's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
@@ -28,6 +28,7 @@ from saga.config import Settings
 from saga.coordinator import observe
 from saga.coordinator.checkpoint import Checkpoint
 from saga.coordinator.config import CoordinatorConfig
+from saga.coordinator.failures import BatchFailures, Retry
 from saga.coordinator.outbox import Outbox, Topics
 from saga.coordinator.ownership import Ownership
 from saga.coordinator.recovery import catch_up, catch_up_timers
@@ -49,7 +50,6 @@ from saga.errors import (
     ClaimStoreUnavailable,
     ClientStuck,
     CodecError,
-    CoordinatorFenced,
     RecordRefused,
     SagaError,
 )
@@ -66,9 +66,6 @@ from saga.telemetry.logs import log_context, set_process_context
 
 log = logging.getLogger("saga.coordinator")
 _T = TypeVar("_T")
-#: Another instance with the same transactional id took over: never fence it back.
-_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                     KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.FENCED_INSTANCE_ID})
 
 
 @dataclass
@@ -81,16 +78,6 @@ class Stats:
     aborts: int = 0
     timers_fired: int = 0
     rerouted: int = 0
-
-
-@dataclass(frozen=True)
-class _Retry:
-    """Why a batch is read again, said as a warning or as progress, and how long to
-    wait first so that a refusal that persists does not spin the loop."""
-
-    why: str
-    pause_s: float = 0.0
-    warn: bool = False
 
 
 class Coordinator:
@@ -119,9 +106,12 @@ class Coordinator:
         self.timers_path = layout.timer_index(self.config.instance_id)
         self.projection: RocksProjection | None = None
         self.wheel: TimerWheel | None = None
-        #: Inbox records whose processing wrote a record Kafka refused, by (partition,
-        #: offset): how often, and why. Read again, each is dead-lettered instead.
-        self._refused: dict[tuple[int, int], tuple[int, str]] = {}
+        self.failures = BatchFailures(
+            self.config.instance_id, self.topics.inbox, self.topics.dlq,
+            max_stuck_producers=self.config.max_stuck_producers,
+            new_producer=lambda: self._recovering(self._new_producer,
+                                                  "starting a transactional producer"),
+            say=self._say)
 
     # ---- lifecycle -----------------------------------------------------------------
     def stop(self) -> None:
@@ -144,8 +134,7 @@ class Coordinator:
                            source=timers_source, topic="saga.timers", say=self._say,
                            recovering=self._recovering)
         self.wheel = TimerWheel(index, self.projection, self.config.timer_fire_limit)
-        self.producer = self._recovering(self._new_producer,
-                                         "starting the transactional producer")
+        self.failures.start_producer()
         self.consumer = group_consumer(self.settings)
         self.consumer.subscribe([self.topics.inbox], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -236,8 +225,7 @@ class Coordinator:
         self.ownership.revoked(tp.partition for tp in partitions)
         self.decider.forget()
         self._states.clear()
-        gone = {tp.partition for tp in partitions}
-        self._refused = {at: why for at, why in self._refused.items() if at[0] not in gone}
+        self.failures.revoked(tp.partition for tp in partitions)
         metrics.REBALANCES.labels("revoked").inc()
         self._say(f"revoked partitions {sorted(tp.partition for tp in partitions)}")
 
@@ -250,7 +238,7 @@ class Coordinator:
             self._retry_batch(batch, outbox, retry)
 
     def _try_batch(self, batch: list[Message], due: list[PendingTimer], outbox: Outbox
-                   ) -> _Retry | None:
+                   ) -> Retry | None:
         """Decide and commit the batch; what to say when it must be read again."""
         assert self.projection is not None
         assert self.wheel is not None
@@ -259,29 +247,28 @@ class Coordinator:
             self.wheel.fire(due, outbox)
             consumed = self._decide_batch(batch, outbox)
         except ClaimStoreUnavailable as exc:  # no transaction began
-            return _Retry(f"{exc}; re-reading the batch", pause_s=1)
+            return Retry(f"{exc}; re-reading the batch", pause_s=1)
         if not consumed and not due:
             return None
         try:
             self._ensure_command_topics(outbox.services)
         except (SagaError, KafkaException, TimeoutError) as exc:  # no transaction began
-            return _Retry(f"creating a command topic failed ({exc}); re-reading the batch",
-                          pause_s=1)
-        checkpoint = Checkpoint(self.producer, self.consumer, self.topics, self.projection,
+            return Retry(f"creating a command topic failed ({exc}); re-reading the batch",
+                         pause_s=1)
+        failures = self.failures
+        checkpoint = Checkpoint(failures.producer, self.consumer, self.topics, self.projection,
                                 self.wheel.index)
         committing = time.monotonic()
         try:
             sizes = checkpoint.commit(outbox, self.ownership.to_commit(consumed))
         except KafkaException as exc:
-            return self._aborted(exc, checkpoint)
+            return failures.aborted(exc, checkpoint)
         except ClientStuck as exc:
-            return self._replaced_producer(exc)
+            return failures.replaced_producer(exc)
         except RecordRefused as exc:
-            return self._refused_record(exc, checkpoint)
+            return failures.refused_record(exc, checkpoint)
         self.ownership.committed(consumed)
-        if self._refused:  # their letters are committed
-            self._refused = {at: why for at, why in self._refused.items()
-                             if at[1] >= consumed.get(at[0], 0)}
+        failures.committed(consumed)
         self._states.put_all(outbox.states, sizes)
         observe.committed(outbox, time.monotonic() - began, time.monotonic() - committing)
         self.stats.timers_fired += outbox.timers_fired
@@ -297,18 +284,19 @@ class Coordinator:
         """Route and decide every input into ``outbox``; per partition, the next offset."""
         now_ms = int(time.time() * 1000)
         consumed: dict[int, int] = {}
+        refused = self.failures.refused
         for message in batch:
             error = message.error()
             if error is not None:
                 if error.fatal() or error.code() == KafkaError._FATAL:
-                    self._fatal(error)
+                    self.failures.fatal(error)
                 log.warning("consume error: %s", error)
                 continue
             _, partition, offset = clients.where(message)
             consumed[partition] = offset + 1
             outbox.reading = (partition, offset)
-            if self._refused and (partition, offset) in self._refused:
-                self._dead_letter_refused(outbox, message, *self._refused[partition, offset])
+            if refused and (partition, offset) in refused:
+                self._dead_letter_refused(outbox, message, *refused[partition, offset])
                 continue
             route = self.router.route(message.key(), message.value(), partition,
                                       partial(clients.headers_of, message))
@@ -405,72 +393,7 @@ class Coordinator:
             self._ready_services.add(service)
 
     # ---- when a batch fails --------------------------------------------------------
-    def _aborted(self, exc: KafkaException, checkpoint: Checkpoint) -> _Retry:
-        """Abort the open transaction; a fenced or fatal error stops the process."""
-        error: KafkaError = exc.args[0]
-        if error.fatal() or error.code() == KafkaError._FATAL or not (
-                error.txn_requires_abort() or error.retriable()):
-            self._fatal(error, exc)
-        observe.aborted()
-        return self._abort(checkpoint) or _Retry(
-            f"transaction aborted ({error}); re-reading the batch", warn=True)
-
-    def _refused_record(self, exc: RecordRefused, checkpoint: Checkpoint) -> _Retry:
-        """Kafka will never take a record this batch wrote: abort, and read the batch
-        again with the input that wrote it dead-lettered. Sent again as it was, the
-        same record would stop the batch for ever, on every instance that takes the
-        partition."""
-        replaced = self._abort(checkpoint)
-        if replaced is not None:
-            return replaced
-        if exc.source is None:  # a fired timer's record: no input to set aside
-            return _Retry(f"{exc}; re-reading the batch", pause_s=1, warn=True)
-        times = self._refused.get(exc.source, (0, ""))[0] + 1
-        self._refused[exc.source] = (times, exc.message)
-        partition, offset = exc.source
-        where = f"{self.topics.inbox}/{partition}/{offset}"
-        if times > 2:  # saga.dlq refuses even a bare letter: nothing left to send
-            return _Retry(f"{exc}; even the bare dead letter of {where} was refused: check "
-                          f"max.message.bytes of {self.topics.dlq}; re-reading the batch",
-                          pause_s=1, warn=True)
-        return _Retry(f"{exc}; {where} is dead-lettered instead; re-reading the batch",
-                      warn=True)
-
-    def _abort(self, checkpoint: Checkpoint) -> _Retry | None:
-        """Abort the open transaction; None when that worked. The abort itself can fail:
-        after every partition was revoked on a loaded machine librdkafka answered
-        INVALID_TXN_STATE ("Failed to end transaction"). That producer is then given up
-        like a wedged one, unless it was fenced, which stops the process."""
-        try:
-            checkpoint.abort()
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.code() in _FENCED:
-                self._fatal(error, exc)
-            return self._replaced_producer(f"aborting the transaction failed ({error})",
-                                           pause_s=1)
-        return None
-
-    def _replaced_producer(self, why: ClientStuck | str, *, pause_s: float = 0.0) -> _Retry:
-        """Give up a wedged or broken producer for a new one.
-
-        The new producer's init_transactions fences the old one, so whatever the old one
-        still holds open is aborted by the broker and never becomes visible."""
-        stuck = clients.stuck_calls()
-        if stuck > self.config.max_stuck_producers:
-            raise CoordinatorFenced(
-                f"coordinator {self.config.instance_id}: {stuck} transactional producers "
-                "replaced in a row are still blocked inside librdkafka",
-                hint="restart the process; if it recurs, check the brokers' health and "
-                "the network between them")
-        self._say(f"{why}; replacing the transactional producer")
-        metrics.PRODUCER_REPLACEMENTS.inc()
-        # The old producer is not kept: a blocked call holds it until it returns.
-        self.producer = self._recovering(self._new_producer,
-                                         "starting a new transactional producer")
-        return _Retry("re-reading the batch after replacing the producer", pause_s=pause_s)
-
-    def _retry_batch(self, batch: list[Message], outbox: Outbox, retry: _Retry) -> None:
+    def _retry_batch(self, batch: list[Message], outbox: Outbox, retry: Retry) -> None:
         """Forget what the batch decided (its coroutines, cached states) and seek back
         to its first input in each partition, so the next turn decides it again."""
         self.decider.forget(outbox.states)
@@ -492,15 +415,6 @@ class Coordinator:
                 self.consumer.seek(TopicPartition(self.topics.inbox, partition, offset))
         if retry.pause_s:
             time.sleep(retry.pause_s)
-
-    def _fatal(self, error: KafkaError, cause: BaseException | None = None) -> NoReturn:
-        fenced = error.code() in _FENCED
-        hint = ("another instance with the same --instance-id took over (it fenced this "
-                "one); give every instance its own id" if fenced else
-                "see the error; the batch was not committed and is read again on restart")
-        raise CoordinatorFenced(
-            f"coordinator {self.config.instance_id} cannot go on: {error.str()}",
-            hint=hint) from cause
 
 
 def _started_by(state: SagaState | None, route: Decide) -> str:

@@ -17,7 +17,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from saga.config import Settings
 from saga.coordinator.checkpoint import Checkpoint
-from saga.coordinator.loop import Coordinator, _Retry
+from saga.coordinator.failures import Retry
+from saga.coordinator.loop import Coordinator
 from saga.coordinator.outbox import Outbox, Topics
 from saga.engine.workflow import WorkflowRegistry
 from saga.errors import CoordinatorFenced, RecordRefused
@@ -43,7 +44,7 @@ def _coordinator(tmp_path: Path, producer: Producer, said: list[str] | None = No
                  ) -> tuple[Coordinator, list[Producer]]:
     coordinator = Coordinator(Settings(state_dir=tmp_path), WorkflowRegistry(),
                               progress=(said if said is not None else []).append)
-    coordinator.producer = producer
+    coordinator.failures.producer = producer
     started: list[Producer] = []
 
     def new_producer() -> Producer:
@@ -66,24 +67,24 @@ ABORTABLE = KafkaException(KafkaError(KafkaError._TIMED_OUT, "commit timed out",
 def test_an_abort_that_works_keeps_the_producer(tmp_path: Path) -> None:
     producer = Producer()
     coordinator, started = _coordinator(tmp_path, producer)
-    retry = coordinator._aborted(ABORTABLE, _checkpoint(producer))
+    retry = coordinator.failures.aborted(ABORTABLE, _checkpoint(producer))
     assert producer.aborts == 1
-    assert coordinator.producer is producer
+    assert coordinator.failures.producer is producer
     assert not started
     assert "transaction aborted" in retry.why
 
 
-@pytest.mark.parametrize("fails", ["_aborted", "_refused_record"])
+@pytest.mark.parametrize("fails", ["aborted", "refused_record"])
 def test_an_abort_that_fails_replaces_the_producer(tmp_path: Path, fails: str) -> None:
     broken = Producer(KafkaError(KafkaError._STATE, "Failed to end transaction"))
     said: list[str] = []
     coordinator, started = _coordinator(tmp_path, broken, said)
-    cause: Exception = ABORTABLE if fails == "_aborted" else \
+    cause: Exception = ABORTABLE if fails == "aborted" else \
         RecordRefused("Kafka refused a record", source=(0, 7))
-    retry = getattr(coordinator, fails)(cause, _checkpoint(broken))
+    retry = getattr(coordinator.failures, fails)(cause, _checkpoint(broken))
     assert broken.aborts == 1
     assert len(started) == 1
-    assert coordinator.producer is started[0]
+    assert coordinator.failures.producer is started[0]
     assert retry.why == "re-reading the batch after replacing the producer"
     assert said == ["aborting the transaction failed (KafkaError{code=_STATE,val=-172,"
                     "str=\"Failed to end transaction\"}); replacing the transactional "
@@ -95,7 +96,7 @@ def test_a_fenced_producer_that_cannot_abort_stops_the_process(tmp_path: Path) -
     fenced = Producer(KafkaError(KafkaError._FENCED, "fenced by a newer instance"))
     coordinator, started = _coordinator(tmp_path, fenced)
     with pytest.raises(CoordinatorFenced, match="cannot go on") as stopped:
-        coordinator._aborted(ABORTABLE, _checkpoint(fenced))
+        coordinator.failures.aborted(ABORTABLE, _checkpoint(fenced))
     assert "another instance with the same --instance-id" in (stopped.value.hint or "")
     assert not started  # the newer instance is not fenced back
 
@@ -131,5 +132,5 @@ def test_a_batch_read_again_seeks_only_the_partitions_still_owned(tmp_path: Path
     coordinator.ownership.assigned([], [0, 2])
     batch: list[Any] = [Consumed(0, 5), Consumed(1, 9), Consumed(0, 6), Consumed(2, 3)]
     coordinator._retry_batch(batch, Outbox(Topics.of(Settings()), RecordCodec(), "c"),
-                             _Retry("re-reading the batch"))
+                             Retry("re-reading the batch"))
     assert consumer.seeks == [(0, 5), (2, 3)]  # 1 moved away meanwhile
