@@ -224,6 +224,24 @@ class ServiceRunner:
         await producer.start()  # init_transactions: fences the partition's last owner
         return producer
 
+    async def _replace_producer(self, partition: int, failed: AIOKafkaProducer) -> None:
+        """A producer whose transaction failed can be left where aiokafka never leaves
+        (FATAL_ERROR after a failed delivery: its next begin_transaction fails an
+        assertion, which ended the process in a broker restart). A new one for the
+        partition fences it, and the broker aborts what it held open. Called within the
+        round, which holds ``self._lock``."""
+        if self._producers.get(partition) is not failed:
+            return
+        await self._release([partition])
+        try:
+            self._producers[partition] = await self._producer(partition)
+        except (KafkaError, OSError) as exc:
+            # No producer: the partition's commands are read again once the group is
+            # joined again, which a set _broken makes the loop do.
+            self._broken = exc
+            log.warning("service %s: a new producer for partition %d failed: %s",
+                        self.service.name, partition, exc)
+
     async def _release(self, partitions: Iterable[int]) -> None:
         for partition in list(partitions):
             producer = self._producers.pop(partition)
@@ -328,8 +346,10 @@ class ServiceRunner:
         except KafkaError as exc:
             metrics.SERVICE_BATCHES.labels(self.service.name, "aborted").inc()
             log.warning("service %s: the transaction of partition %d failed (%s); reading "
-                        "its batch again", self.service.name, tp.partition, exc)
+                        "its batch again with a new producer", self.service.name,
+                        tp.partition, exc)
             consumer.seek(tp, batch.records[0].offset)
+            await self._replace_producer(tp.partition, producer)
             return False
         metrics.SERVICE_BATCHES.labels(self.service.name, "committed").inc()
         if changes:
