@@ -30,8 +30,8 @@ class JournalWatcher:
         topic = settings.topic("saga.journal")
         self._consumer = clients.consumer(settings.kafka, f"bench-watch-{os.getpid()}",
                                           **{"fetch.wait.max.ms": 10})
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
-                               for p in clients.partitions_of(settings.kafka, topic)])
+        clients.assign(self._consumer, [TopicPartition(topic, p, OFFSET_BEGINNING)
+                                        for p in clients.partitions_of(settings.kafka, topic)])
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.entries = 0

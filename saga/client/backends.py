@@ -413,7 +413,8 @@ class KafkaBackend:
         state = SagaState(saga_id)
         deadline = time.monotonic() + timeout_s
         try:
-            reader.assign([TopicPartition(self.journal, partition, OFFSET_BEGINNING)])
+            clients.assign(reader, [TopicPartition(self.journal, partition,
+                                                   OFFSET_BEGINNING)])
             while not state.terminal and time.monotonic() < deadline:
                 for message in reader.consume(500, 0.1):
                     if message.error() is None and message.key() == saga_id.encode():

@@ -113,6 +113,24 @@ class EndOfPartition:
     offset: int  # the next offset to read, past any transaction markers
 
 
+#: How long an assignment waits for its topics' leaders before it is made all the same.
+_METADATA_WAIT_S = 5.0
+
+
+def assign(reader: Consumer, assignment: Sequence[TopicPartition]) -> None:
+    """``reader.assign(assignment)``, once the leaders of its topics are known. A
+    partition assigned before its leader is known, to start at a logical offset (the
+    beginning, the end), waits out librdkafka's 500 ms offset-query timer before its
+    first fetch: every catch-up from the start, rebuild and client wait paid it."""
+    for topic in sorted({tp.topic for tp in assignment}):
+        try:
+            reader.list_topics(topic, timeout=_METADATA_WAIT_S)
+        except KafkaException as exc:
+            # Only a head start: without it the partitions are read all the same, later.
+            _log.debug("the metadata of %s before assigning it: %s", topic, exc)
+    reader.assign(list(assignment))
+
+
 def read_to_end(kafka: KafkaConnection, topic: str, starts: Mapping[int, int | None], *,
                 batch: int = 1000) -> Iterator[Message | EndOfPartition]:
     """Every committed record of ``topic`` from each partition's start (None: the
@@ -122,8 +140,8 @@ def read_to_end(kafka: KafkaConnection, topic: str, starts: Mapping[int, int | N
     reader = consumer(kafka, f"saga-reader-{uuid.uuid4().hex}",
                       **{"enable.partition.eof": True})
     try:
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING if o is None else o)
-                       for p, o in starts.items()])
+        assign(reader, [TopicPartition(topic, p, OFFSET_BEGINNING if o is None else o)
+                        for p, o in starts.items()])
         remaining = set(starts)
         while remaining:
             # consume() waits for a full batch or its timeout: keep the timeout short, or

@@ -90,7 +90,7 @@ class IndexFeed:
         assignment = [TopicPartition(topic, p, offsets.get(p, OFFSET_BEGINNING))
                       for topic, offsets in stored.items()
                       for p in clients.partitions_of(kafka, topic)]
-        reader.assign(assignment)
+        clients.assign(reader, assignment)
         behind = {(tp.topic, tp.partition) for tp in assignment}
         batch = _Batch()
         last_flush = last_lag = time.monotonic()

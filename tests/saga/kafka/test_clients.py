@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from saga.errors import ClientStuck, KafkaUnavailable
-from saga.kafka.clients import call_with_deadline, is_transient, while_kafka_recovers
+from saga.kafka.clients import assign, call_with_deadline, is_transient, while_kafka_recovers
 
 
 def test_a_call_within_its_deadline_returns_its_value() -> None:
@@ -84,3 +84,35 @@ def test_a_step_refused_for_good_is_not_tried_again() -> None:
     with pytest.raises(KafkaException):
         while_kafka_recovers(step, "creating the ACLs", wait_s=60, say=print)
     assert calls == [1]
+
+
+class _RecordingReader:
+    """A consumer that notes the calls an assignment makes, in order."""
+
+    def __init__(self, metadata_fails: bool = False) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self._metadata_fails = metadata_fails
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        self.calls.append(("list_topics", topic))
+        if self._metadata_fails:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "no broker yet"))
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.calls.append(("assign", [(tp.topic, tp.partition) for tp in partitions]))
+
+
+def test_an_assignment_asks_for_its_topics_leaders_first() -> None:
+    # Assigned before its leader is known, a partition read from its start waits out
+    # librdkafka's 500 ms offset-query timer: every catch-up and rebuild paid it.
+    reader = _RecordingReader()
+    assign(reader, [TopicPartition("b", 0, OFFSET_BEGINNING),  # type: ignore[arg-type]
+                    TopicPartition("a", 1, 5), TopicPartition("b", 1, OFFSET_BEGINNING)])
+    assert reader.calls == [("list_topics", "a"), ("list_topics", "b"),
+                            ("assign", [("b", 0), ("a", 1), ("b", 1)])]
+
+
+def test_an_assignment_is_made_when_the_metadata_does_not_come() -> None:
+    reader = _RecordingReader(metadata_fails=True)
+    assign(reader, [TopicPartition("a", 0, OFFSET_BEGINNING)])  # type: ignore[arg-type]
+    assert reader.calls[-1] == ("assign", [("a", 0)])
