@@ -325,23 +325,32 @@ def step_latencies(histories: Any) -> list[int]:
 
 
 def rebuild(settings: Settings) -> dict[str, Any]:
-    """The rebuild's rate, and its baseline in the same run: the same journal read to
-    its end by the same client with nothing decoded (what bounds any rebuild here)."""
+    """The rebuild's rate in one process and in one worker process per core, and their
+    baseline in the same run: the same journal read to its end by the same client with
+    nothing decoded (what bounds any rebuild here)."""
     topic = settings.topic("saga.journal")
     began = time.monotonic()
     records = sum(1 for item in clients.read_to_end(
         settings.kafka, topic, dict.fromkeys(clients.partitions_of(settings.kafka, topic)))
         if not isinstance(item, clients.EndOfPartition))
     read_s = time.monotonic() - began
-    with tempfile.TemporaryDirectory(prefix="saga-bench-rebuild-") as tmp:
-        began = time.monotonic()
-        rebuilt = rebuild_projection(settings, Path(tmp) / "projection")
-        sagas, events = rebuilt["sagas"], rebuilt["events"]
-        seconds = time.monotonic() - began
-    return {"sagas": sagas, "events": events, "seconds": round(seconds, 3),
-            "events_per_s": round(events / seconds, 1),
-            "bare_read_records_per_s": round(records / read_s, 1),
-            "vs_bare_read": round((events / seconds) / (records / read_s), 3)}
+    bare = records / read_s
+    runs = {}
+    for workers in (1, len(os.sched_getaffinity(0))):
+        with tempfile.TemporaryDirectory(prefix="saga-bench-rebuild-") as tmp:
+            began = time.monotonic()
+            rebuilt = rebuild_projection(settings, Path(tmp) / "projection", workers=workers)
+            seconds = time.monotonic() - began
+        runs[workers] = (rebuilt, seconds)
+    (one, one_s), (apart, apart_s) = runs[1], runs[max(runs)]
+    assert apart["checksum"] == one["checksum"], "a parallel rebuild differs from a serial one"
+    return {"sagas": one["sagas"], "events": one["events"], "seconds": round(one_s, 3),
+            "events_per_s": round(one["events"] / one_s, 1),
+            "bare_read_records_per_s": round(bare, 1),
+            "vs_bare_read": round((one["events"] / one_s) / bare, 3),
+            "parallel": {"workers": apart["workers"], "seconds": round(apart_s, 3),
+                         "events_per_s": round(apart["events"] / apart_s, 1),
+                         "vs_bare_read": round((apart["events"] / apart_s) / bare, 3)}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -488,13 +497,23 @@ def render(result: dict[str, Any]) -> str:
         *_render_light(e),
         f"| step latency p50 / p99, in the burst | {e['burst_step_latency_ms']['p50']} / "
         f"{e['burst_step_latency_ms']['p99']} ms | |",
-        f"| rebuild | {r['events_per_s']} events/s ({r['events']} events) | "
+        f"| rebuild, one process | {r['events_per_s']} events/s ({r['events']} events) | "
         f"{r['vs_bare_read']:.2f} of the bare read of the journal "
         f"({r['bare_read_records_per_s']} records/s) |",
+        *_render_parallel_rebuild(r),
         *_render_waiting(result), "",
         *_render_timers(result), "", *_render_scaling(result), "",
         *_render_visibility(result), "", *_render_long_lived(result), ""]).replace(
             "\n\n\n", "\n\n")
+
+
+def _render_parallel_rebuild(r: dict[str, Any]) -> list[str]:
+    parallel = r.get("parallel")
+    if not parallel:  # results written before the rebuild had workers
+        return []
+    return [f"| rebuild, {parallel['workers']} worker processes | "
+            f"{parallel['events_per_s']} events/s | {parallel['vs_bare_read']:.2f} of the "
+            "bare read |"]
 
 
 def _render_light(e: dict[str, Any]) -> list[str]:

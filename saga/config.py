@@ -116,6 +116,9 @@ class Settings:
     #: The visibility server's HTTP API (e.g. http://127.0.0.1:8090): the CLI's read
     #: commands and the client go through it when set.
     api_url: str = ""
+    #: Processes `saga rebuild` folds the journal in, each a share of the partitions
+    #: (0: one per CPU core, once the journal holds 20,000 records; 1: this process).
+    rebuild_workers: int = 0
     #: Where `saga server` listens: loopback unless told otherwise.
     server_host: str = "127.0.0.1"
     server_port: int = 8090
@@ -234,6 +237,10 @@ class Settings:
                 f"gc_young_threshold must be >= 0, got {self.gc_young_threshold}",
                 hint="set SAGA_GC_YOUNG_THRESHOLD to a number of allocations (default "
                 "20000), or 0 for Python's own")
+        if self.rebuild_workers < 0:
+            raise ConfigError(f"rebuild_workers must be >= 0, got {self.rebuild_workers}",
+                              hint="set SAGA_REBUILD_WORKERS to 0 (one per CPU core) or a "
+                              "number of processes")
         if self.partitions < 1:
             raise ConfigError(f"partitions must be >= 1, got {self.partitions}",
                               hint="set SAGA_PARTITIONS to a positive integer")

@@ -201,6 +201,13 @@ class JournalGap(StoreError):
     or comes twice. Never papered over: rebuild the projection from the journal."""
 
 
+class RebuildFailed(StoreError):
+    """A worker of a rebuild folded in parallel ended without an answer (killed, out of
+    memory) or failed on something that is not a kafka-saga error."""
+
+    default_hint = "run `saga rebuild --workers 1` to fold in one process and see why"
+
+
 class CoordinatorFenced(SagaError):
     """A newer instance with this instance id (or a fatal broker error) ended this one.
 

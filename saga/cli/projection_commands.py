@@ -30,6 +30,9 @@ def register(commands: Any) -> None:
     rebuild.add_argument("--by-partition", action="store_true",
                          help="also a checksum per partition, to compare with `saga checksum "
                          "--by-partition` on each instance")
+    rebuild.add_argument("--workers", type=int, help="processes that fold the journal, each "
+                         "a share of the partitions (default SAGA_REBUILD_WORKERS: one per "
+                         "CPU core for a long journal)")
     rebuild.add_argument("--json", action="store_true")
     rebuild.set_defaults(handler=saga_rebuild)
     check = commands.add_parser("checksum", help="checksum of the live projection")
@@ -111,12 +114,16 @@ def _progress_line(label: str) -> Any:
 
 def saga_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     began = time.monotonic()
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {args.workers}",
+                          hint="give a number of processes, or 0 for one per CPU core")
     if args.into is not None:
-        result = rebuild_projection(bootstrapped(settings), args.into,
+        result = rebuild_projection(bootstrapped(settings), args.into, workers=args.workers,
                                     on_progress=_progress_line("rebuild"))
     else:
         with tempfile.TemporaryDirectory(prefix="saga-rebuild-") as tmp:
             result = rebuild_projection(bootstrapped(settings), Path(tmp) / "projection",
+                                        workers=args.workers,
                                         on_progress=_progress_line("rebuild"))
     if not args.by_partition:
         del result["partitions"]
@@ -126,7 +133,7 @@ def saga_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         emit_json(result)
         return 0
     print(f"{result['checksum']}  ({result['sagas']} sagas, {result['events']} events in "
-          f"{seconds:.1f}s)")
+          f"{seconds:.1f}s, {result['workers']} process{'es' if result['workers'] > 1 else ''})")
     if args.by_partition:
         print(table(["partition", "sagas", "journal offset", "checksum"],
                     [[p, row["sagas"], row["journal_offset"], row["checksum"][:16]]

@@ -8,7 +8,24 @@ timer_wheel.py fires durable timers; observe.py counts what committed; config.py
 one instance.
 """
 
-from saga.coordinator.config import CoordinatorConfig
-from saga.coordinator.loop import Coordinator
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["Coordinator", "CoordinatorConfig"]
+
+if TYPE_CHECKING:
+    from saga.coordinator.config import CoordinatorConfig
+    from saga.coordinator.loop import Coordinator
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: `saga rebuild`'s worker processes, which need only
+    # recovery.py, start half a second sooner without the loop and its telemetry.
+    if name == "Coordinator":
+        from saga.coordinator.loop import Coordinator
+
+        return Coordinator
+    if name == "CoordinatorConfig":
+        from saga.coordinator.config import CoordinatorConfig
+
+        return CoordinatorConfig
+    raise AttributeError(f"module 'saga.coordinator' has no attribute {name!r}")

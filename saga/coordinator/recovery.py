@@ -5,18 +5,33 @@ The projection catches up from its stored journal offsets to the end of saga.jou
 folding each entry into its saga's state; the timer index from its stored offsets to the
 end of saga.timers. Both write data and offsets in one batch, so a crash mid-way resumes
 from where the last batch ended.
+
+A whole rebuild (`saga rebuild`) of a long journal folds in several processes, each a
+share of the partitions into a projection of its own, then copies their keys into one:
+a saga's entries all live in its partition, so the shares never meet. Decoding and
+folding hold the GIL, so threads would not help.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 from saga.config import KafkaConnection, Settings
 from saga.engine import events as ev
 from saga.engine.state import SagaState, apply, check_sequence
+from saga.errors import RebuildFailed, SagaError
 from saga.kafka import clients
 from saga.kafka.journal import backlog, read_journal
 from saga.kafka.partitioner import partition_of
@@ -33,6 +48,11 @@ from saga.store.timer_index import PendingTimer, TimerIndex
 
 log = logging.getLogger("saga.coordinator")
 Progress = Callable[[int, int], None]
+
+#: A journal shorter than this is rebuilt in one process when the worker count is left
+#: to the machine: starting a worker (a fresh interpreter importing kafka-saga) takes
+#: about a second here, what folding some 10,000 entries takes.
+PARALLEL_FROM_RECORDS = 50_000
 
 
 def catch_up(projection: Projection, kafka: KafkaConnection, topic: str, partitions: Iterable[int],
@@ -129,23 +149,169 @@ def _fold_timer(record: TimerRecord, scheduled: dict[str, PendingTimer],
                                                   record.saga_id, record.due_ms)
 
 
-def rebuild_projection(settings: Settings, into: Path, *,
+def rebuild_projection(settings: Settings, into: Path, *, workers: int | None = None,
                        on_progress: Progress | None = None) -> dict[str, Any]:
     """Replay the whole journal into a fresh projection at ``into``: its checksum, saga
-    and event counts, and per partition its checksum and journal offset."""
+    and event counts, the processes that folded it, and per partition its checksum and
+    journal offset. ``workers`` (default SAGA_REBUILD_WORKERS; 0: one per CPU core for
+    a journal of PARALLEL_FROM_RECORDS records or more) is capped by the partitions."""
     topic = settings.topic("saga.journal")
     projection = RocksProjection(into)
     try:
         partitions = clients.partitions_of(settings.kafka, topic)
-        applied = catch_up(projection, settings.kafka, topic, partitions,
-                           RecordCodec.for_settings(settings),
-                           on_progress=on_progress)
-        digest, count = checksum_stored(projection.stored_states())
-        return {"checksum": digest, "sagas": count, "events": applied,
+        count = rebuild_workers(settings, topic, partitions,
+                                settings.rebuild_workers if workers is None else workers)
+        if count > 1:
+            applied = _catch_up_in_parallel(projection, settings, topic, partitions, count,
+                                            on_progress)
+        else:
+            applied = catch_up(projection, settings.kafka, topic, partitions,
+                               RecordCodec.for_settings(settings), on_progress=on_progress)
+        digest, sagas = checksum_stored(projection.stored_states())
+        return {"checksum": digest, "sagas": sagas, "events": applied, "workers": count,
                 "partitions": partition_report(
                     projection, lambda saga_id: partition_of(saga_id, len(partitions)))}
     finally:
         projection.close()
+
+
+def rebuild_workers(settings: Settings, topic: str, partitions: Sequence[int],
+                    asked: int) -> int:
+    """How many processes fold the journal: ``asked``, or for 0 one per CPU core once
+    the journal is long enough to repay starting them; never more than the partitions."""
+    if asked < 0:
+        raise ValueError(f"workers must be >= 0, got {asked}")
+    if asked == 0:
+        if backlog(settings.kafka, topic, dict.fromkeys(partitions)) < PARALLEL_FROM_RECORDS:
+            return 1
+        asked = len(os.sched_getaffinity(0))
+    return max(1, min(asked, len(partitions)))
+
+
+def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic: str,
+                          partitions: Sequence[int], workers: int,
+                          on_progress: Progress | None) -> int:
+    """Fold ``partitions`` in ``workers`` processes, each into a projection of its own
+    beside ``projection``, then copy theirs into it; returns the entries applied. A
+    worker's error is raised here once every worker is stopped."""
+    shares = [list(partitions[n::workers]) for n in range(workers)]
+    total = backlog(settings.kafka, topic, dict.fromkeys(partitions)) if on_progress else 0
+    outcomes: queue.Queue[tuple[int, int | SagaError]] = queue.Queue()
+    with tempfile.TemporaryDirectory(prefix=".rebuild-", dir=projection.path.parent) as scratch:
+        folds = [_ShareFold(slot, settings, topic, Path(scratch) / f"share-{slot}", share,
+                            outcomes) for slot, share in enumerate(shares)]
+        applied: dict[int, int] = {}
+        try:
+            while len(applied) < workers:
+                try:
+                    slot, outcome = outcomes.get(timeout=0.5)
+                except queue.Empty:
+                    pass
+                else:
+                    if isinstance(outcome, SagaError):
+                        raise outcome
+                    applied[slot] = outcome
+                if on_progress is not None:
+                    on_progress(min(sum(fold.read for fold in folds), total), total)
+        finally:
+            for fold in folds:
+                fold.stop()
+        for fold in folds:
+            if fold.exported.exists():  # no file: the share held nothing
+                projection.store.ingest(fold.exported)
+    if on_progress is not None:
+        on_progress(total, total)
+    return sum(applied.values())
+
+
+#: A worker is a fresh interpreter that imports only this module (multiprocessing's
+#: spawn would import the caller's main module again: the whole CLI, a second more).
+_WORKER = "from saga.coordinator.recovery import fold_share_worker; fold_share_worker()"
+
+
+class _ShareFold:
+    """One worker process folding a share of the partitions into a projection of its
+    own. Its orders go in on stdin and its reports come back on stdout, pickled: how
+    many records it has read, then the entries it applied or its error."""
+
+    def __init__(self, slot: int, settings: Settings, topic: str, into: Path,
+                 partitions: list[int],
+                 outcomes: queue.Queue[tuple[int, int | SagaError]]) -> None:
+        self.slot, self.partitions = slot, partitions
+        #: where the worker leaves what it folded, as an SST file (RocksStore.export)
+        self.exported = into.with_suffix(".sst")
+        self.read = 0
+        self._outcomes = outcomes
+        self._process = subprocess.Popen([sys.executable, "-c", _WORKER],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._process.stdin is not None
+        with self._process.stdin as orders:
+            pickle.dump((settings, topic, into, partitions), orders)
+        self._listener = threading.Thread(target=self._listen, daemon=True,
+                                          name=f"rebuild-share-{slot}")
+        self._listener.start()
+
+    def _listen(self) -> None:
+        assert self._process.stdout is not None
+        try:
+            while True:
+                kind, value = pickle.load(self._process.stdout)
+                if kind != "read":
+                    self._outcomes.put((self.slot, value))
+                    return
+                self.read = value
+        except (EOFError, pickle.UnpicklingError):
+            code = self._process.wait()
+            self._outcomes.put((self.slot, RebuildFailed(
+                f"the worker folding partitions {self.partitions} ended (exit code {code}) "
+                "without an answer")))
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+        self._process.wait()
+        self._listener.join()
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+
+
+def fold_share_worker() -> None:
+    """A rebuild worker's main: fold the partitions its orders name into a projection of
+    its own. Its stdout carries only its reports (anything else printed goes to stderr)."""
+    reports = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    settings, topic, into, partitions = pickle.load(sys.stdin.buffer)
+    reported = 0
+
+    def report(kind: str, value: object) -> None:
+        pickle.dump((kind, value), reports)
+        reports.flush()
+
+    def on_progress(seen: int, _total: int) -> None:
+        nonlocal reported
+        if seen - reported >= 1000:
+            reported = seen
+            report("read", seen)
+
+    outcome: int | SagaError
+    try:
+        share = RocksProjection(into)
+        try:
+            outcome = catch_up(share, settings.kafka, topic, partitions,
+                               RecordCodec.for_settings(settings), on_progress=on_progress)
+            # Written here, in parallel, the parent only moves the file in.
+            share.store.export(into.with_suffix(".sst"))
+        finally:
+            share.close()
+    except SagaError as exc:
+        outcome = exc
+    except KafkaException as exc:
+        outcome = clients.as_saga_error(exc)
+    try:
+        pickle.dumps(outcome)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        outcome = RebuildFailed(f"the worker folding partitions {partitions} failed: {outcome}")
+    report("done", outcome)
 
 
 def fold_journal(settings: Settings, on_entry: Callable[[ev.Entry], None] | None = None

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import (
+    AccessType,
+    IngestExternalFileOptions,
+    Options,
+    Rdict,
+    SstFileWriter,
+    WriteBatch,
+)
 
 from saga.errors import StoreCorrupt, StoreLocked, StoreMissing
 
@@ -80,6 +87,35 @@ class RocksStore:
 
     def batch(self) -> WriteBatch:
         return WriteBatch(raw_mode=True)
+
+    def export(self, path: Path) -> int:
+        """Write every key (the format and source marks aside) into an SST file at
+        ``path``, in key order, for a store of the same format to ``ingest``; returns
+        the keys written (none: no file, as RocksDB writes no empty SST)."""
+        writer: SstFileWriter | None = None
+        written = 0
+        iterator = self._db.iter()
+        iterator.seek_to_first()
+        while iterator.valid():
+            key = iterator.key()
+            if key not in (_FORMAT_KEY, _SOURCE_KEY):
+                if writer is None:
+                    writer = SstFileWriter(Options(raw_mode=True))
+                    writer.open(str(path))
+                writer[key] = iterator.value()
+                written += 1
+            iterator.next()
+        if writer is not None:
+            writer.finish()
+        return written
+
+    def ingest(self, path: Path) -> None:
+        """Take in an SST file ``export`` wrote, moved rather than copied: its keys
+        win over any this store held. How the shares of a parallel rebuild, which
+        never share a key, become one store without a write per key."""
+        options = IngestExternalFileOptions()
+        options.set_move_files(True)
+        self._db.ingest_external_file([str(path)], options)
 
     def write(self, batch: WriteBatch) -> None:
         self._db.write(batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from saga.config import Settings
 from saga.dev.audit import read_topic
@@ -28,7 +29,16 @@ def _send_orders(stack: Stack, prefix: str, count: int) -> list[str]:
     return ids
 
 
-def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Settings) -> None:
+def _stored(path: Path) -> dict[bytes, bytes]:
+    projection = RocksProjection(path, read_only=True)
+    try:
+        return dict(projection.store.scan(b""))
+    finally:
+        projection.close()
+
+
+def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Settings,
+                                                                 tmp_path: Path) -> None:
     with running_stack(settings) as stack:
         ids = _send_orders(stack, "r", 20)
         wait_terminal(stack, ids)
@@ -39,6 +49,19 @@ def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Setti
         assert rebuilt["checksum"] == live["checksum"]
         assert rebuilt["sagas"] == live["sagas"] == 20
         assert "journal records" in rebuilt_run.stderr  # progress was shown
+
+        # Folded by two worker processes, each a share of the partitions, the rebuilt
+        # projection holds the very keys one process writes: states, histories,
+        # reply deadlines, journal offsets.
+        for workers in (1, 2):
+            run = run_saga(settings, "rebuild", "--workers", str(workers), "--into",
+                           str(tmp_path / f"rebuilt-{workers}"), "--json")
+            assert run.returncode == 0, run.stderr
+            assert json.loads(run.stdout)["workers"] == workers
+            assert json.loads(run.stdout)["checksum"] == live["checksum"]
+        serial, parallel = _stored(tmp_path / "rebuilt-1"), _stored(tmp_path / "rebuilt-2")
+        assert serial == parallel
+        assert any(key.startswith(b"e\x00") for key in serial)  # histories are in it
 
         stack.stop_all()
         projection = StateLayout(settings.state_dir).projection("c1")
