@@ -116,8 +116,9 @@ class Settings:
     #: The visibility server's HTTP API (e.g. http://127.0.0.1:8090): the CLI's read
     #: commands and the client go through it when set.
     api_url: str = ""
-    #: Processes `saga rebuild` folds the journal in, each a share of the partitions
-    #: (0: one per CPU core, once the journal holds 20,000 records; 1: this process).
+    #: Processes `saga rebuild` folds the journal in, and a coordinator the partitions
+    #: its projection has never read (a new instance, a wiped store), each a share of
+    #: the partitions (0: one per CPU core once there are 50,000 records; 1: in-process).
     rebuild_workers: int = 0
     #: Where `saga server` listens: loopback unless told otherwise.
     server_host: str = "127.0.0.1"

@@ -4,6 +4,8 @@ that names the folders, so the coordinator, the services, the CLI and the tools 
     <state_dir>/kafka/                        the embedded broker (saga kafka start)
     <state_dir>/coordinator/<id>/projection   a coordinator's projection (RocksDB)
     <state_dir>/coordinator/<id>/timers       a coordinator's timer index (RocksDB)
+    <state_dir>/coordinator/<id>/.rebuild-*/  the shares of a projection being folded by
+                                              worker processes (coordinator/recovery.py)
     <state_dir>/services/<name>/<instance>/store   a service instance's store (a cache
                                               of <name>.state)
     <state_dir>/server/<instance>/index       a visibility server's index (RocksDB)

@@ -31,7 +31,7 @@ from saga.coordinator.config import CoordinatorConfig
 from saga.coordinator.failures import BatchFailures, Retry
 from saga.coordinator.outbox import Outbox, Topics
 from saga.coordinator.ownership import Ownership
-from saga.coordinator.recovery import catch_up, catch_up_timers
+from saga.coordinator.recovery import catch_up_projection, catch_up_timers
 from saga.coordinator.router import Decide, InputRouter, SendOn
 from saga.coordinator.startup import (
     checked_topics,
@@ -209,14 +209,15 @@ class Coordinator:
         committed = self._recovering(
             lambda: consumer.committed(partitions, timeout=self.config.committed_wait_s),
             "fetching the committed offsets")
-        applied = catch_up(self.projection, self.kafka, self.topics.journal, numbers,
-                           self.codec)
+        applied, workers = catch_up_projection(self.projection, self.settings,
+                                                self.topics.journal, numbers, self.codec)
         timer_records = catch_up_timers(self.wheel.index, self.kafka, self.topics.timers,
                                         numbers, self.codec)
         self.ownership.assigned(((tp.partition, tp.offset) for tp in committed), numbers)
         metrics.REBALANCES.labels("assigned").inc()
-        self._say(f"assigned partitions {numbers}; caught up {applied} journal entries and "
-                  f"{timer_records} timer records in {time.monotonic() - began:.2f}s")
+        apart = f" (in {workers} worker processes)" if workers > 1 else ""
+        self._say(f"assigned partitions {numbers}; caught up {applied} journal entries{apart} "
+                  f"and {timer_records} timer records in {time.monotonic() - began:.2f}s")
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Between batches no transaction is open, so there is nothing to commit here;

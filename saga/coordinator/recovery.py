@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,26 @@ def catch_up(projection: Projection, kafka: KafkaConnection, topic: str, partiti
     return applied
 
 
+def catch_up_projection(projection: RocksProjection, settings: Settings, topic: str,
+                         partitions: Sequence[int], codec: RecordCodec) -> tuple[int, int]:
+    """``catch_up``, with the partitions the projection has never read (a new instance,
+    a wiped store) folded in worker processes when SAGA_REBUILD_WORKERS and the
+    journal's length call for them, as `saga rebuild` folds; returns (entries applied,
+    worker processes used, 1 when none)."""
+    fresh = [p for p in partitions if projection.journal_offset(p) is None]
+    workers = (rebuild_workers(settings, topic, fresh, settings.rebuild_workers)
+               if len(fresh) > 1 else 1)
+    applied = 0
+    if workers > 1:
+        # Shares left by a process that was killed mid-way: this instance's folder is
+        # its own (the projection's lock says so), so nobody else is using them.
+        for stale in projection.path.parent.glob(_SCRATCH_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        applied = _catch_up_in_parallel(projection, settings, topic, fresh, workers, None)
+        partitions = [p for p in partitions if p not in fresh]
+    return applied + catch_up(projection, settings.kafka, topic, partitions, codec), workers
+
+
 def catch_up_timers(index: TimerIndex, kafka: KafkaConnection, topic: str,
                     partitions: Iterable[int], codec: RecordCodec, *,
                     flush_every: int = 20000) -> int:
@@ -197,7 +218,8 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
     shares = [list(partitions[n::workers]) for n in range(workers)]
     total = backlog(settings.kafka, topic, dict.fromkeys(partitions)) if on_progress else 0
     outcomes: queue.Queue[tuple[int, int | SagaError]] = queue.Queue()
-    with tempfile.TemporaryDirectory(prefix=".rebuild-", dir=projection.path.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=_SCRATCH_PREFIX,
+                                     dir=projection.path.parent) as scratch:
         folds = [_ShareFold(slot, settings, topic, Path(scratch) / f"share-{slot}", share,
                             outcomes) for slot, share in enumerate(shares)]
         applied: dict[int, int] = {}
@@ -224,6 +246,8 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
     return sum(applied.values())
 
 
+#: The shares of a parallel fold are folders beside the projection named so.
+_SCRATCH_PREFIX = ".rebuild-"
 #: A worker is a fresh interpreter that imports only this module (multiprocessing's
 #: spawn would import the caller's main module again: the whole CLI, a second more).
 _WORKER = "from saga.coordinator.recovery import fold_share_worker; fold_share_worker()"
@@ -281,6 +305,7 @@ def fold_share_worker() -> None:
     reports = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     settings, topic, into, partitions = pickle.load(sys.stdin.buffer)
+    parent = os.getppid()
     reported = 0
 
     def report(kind: str, value: object) -> None:
@@ -290,6 +315,8 @@ def fold_share_worker() -> None:
     def on_progress(seen: int, _total: int) -> None:
         nonlocal reported
         if seen - reported >= 1000:
+            if os.getppid() != parent:  # the parent was killed: nobody wants the share
+                raise SystemExit(3)
             reported = seen
             report("read", seen)
 
