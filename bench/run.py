@@ -600,7 +600,8 @@ def _render_scaling(result: dict[str, Any]) -> list[str]:
               f"(max {spike['rebalance_10s_ms']['max']}) in the 10 s from the join.",
               "", f"Catch-up of a fresh instance: {caught['journal_entries']} journal entries of "
               f"{caught['sagas']} sagas in {caught['seconds']} s ({caught['entries_per_s']} "
-              f"entries/s): {caught['seconds_per_100k_sagas']} s per 100k sagas."]
+              f"entries/s, {caught.get('workers', 1)} process(es)): "
+              f"{caught['seconds_per_100k_sagas']} s per 100k sagas."]
     return lines
 
 

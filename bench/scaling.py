@@ -125,8 +125,9 @@ def catch_up(settings: Settings, sagas: int, send_inputs: Any, wait_all: Any
     try:
         deadline = time.monotonic() + 900
         while True:
-            found = re.search(r"caught up (\d+) journal entries and (\d+) timer records in "
-                              r"([0-9.]+)s", stack.log_tail(fresh.name, 50))
+            found = re.search(r"caught up (\d+) journal entries(?: \(in (\d+) worker "
+                              r"processes\))? and (\d+) timer records in ([0-9.]+)s",
+                              stack.log_tail(fresh.name, 50))
             if found:
                 break
             if time.monotonic() > deadline:
@@ -134,7 +135,7 @@ def catch_up(settings: Settings, sagas: int, send_inputs: Any, wait_all: Any
             time.sleep(0.5)
     finally:
         stack.stop_all()
-    entries, seconds = int(found[1]), float(found[3])
-    return {"sagas": sagas, "journal_entries": entries, "seconds": seconds,
+    entries, workers, seconds = int(found[1]), int(found[2] or 1), float(found[4])
+    return {"sagas": sagas, "journal_entries": entries, "workers": workers, "seconds": seconds,
             "seconds_per_100k_sagas": round(seconds * 100_000 / sagas, 1),
             "entries_per_s": round(entries / seconds, 1)}
