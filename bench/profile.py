@@ -1,16 +1,19 @@
 """`make profile`: where each input's time goes, as py-spy flame graphs.
 
-Two scenarios on the embedded broker (or ``SAGA_BOOTSTRAP_SERVERS``), each with py-spy
-attached to the real processes while they work:
+Three scenarios on the embedded broker (or ``SAGA_BOOTSTRAP_SERVERS``), each with py-spy
+on the real processes while they work:
 
 * coordinator  order sagas whose every input (start, replies, the pick) is in the inbox
                before the coordinator starts: the coordinator is the only moving part
+* rebuild      `saga rebuild --workers 1` of that scenario's journal: what folding one
+               entry costs (each worker of a parallel rebuild folds its share alike)
 * end to end   order sagas through the coordinator and the five service processes; the
                payments service is profiled beside the coordinator
 
-Writes ``<out>/<label>-coordinator.svg``, ``<out>/<label>-e2e-coordinator.svg``,
-``<out>/<label>-e2e-payments.svg`` and ``<out>/<label>.md``: the functions that hold
-the most samples (own and inclusive), and the CPU seconds each process spent per saga.
+Writes ``<out>/<label>-coordinator.svg``, ``<out>/<label>-rebuild.svg``,
+``<out>/<label>-e2e-coordinator.svg``, ``<out>/<label>-e2e-payments.svg`` and
+``<out>/<label>.md``: the functions that hold the most samples (own and inclusive), and
+the CPU seconds each process spent per saga.
 py-spy is in the ``dev`` extra; it samples another process, so it needs ptrace (root, or
 ``kernel.yama.ptrace_scope=0``).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import re
 import shutil
@@ -45,8 +49,8 @@ def _py_spy() -> str:
     return found
 
 
-def coordinator_scenario(base: Settings, sagas: int, out: Path, label: str) -> dict[str, float]:
-    settings = fresh_settings(base, "profile-coordinator")
+def coordinator_scenario(settings: Settings, sagas: int, out: Path, label: str
+                         ) -> dict[str, float]:
     stack = Stack(settings, stock=STOCK)
     ids = [f"k-{n:06d}" for n in range(sagas)]
     send_pregenerated(stack, ids)
@@ -67,6 +71,27 @@ def coordinator_scenario(base: Settings, sagas: int, out: Path, label: str) -> d
         watcher.close()
     return {"sagas_per_s": round(len(ids) / wall, 1),
             "coordinator_cpu_us_per_saga": round(cpu / len(ids) * 1e6)}
+
+
+def rebuild_scenario(settings: Settings, out: Path, label: str) -> dict[str, float]:
+    """`saga rebuild --workers 1` of ``settings``' journal, started under py-spy: once
+    for the flame graph, once for the stacks the summary counts."""
+    env = {**os.environ, **settings.child_env(),
+           "SAGA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "SAGA_TOPIC_PREFIX": settings.topic_prefix, "SAGA_STATE_DIR": str(settings.state_dir),
+           "SAGA_PARTITIONS": str(settings.partitions)}
+    answer: dict[str, float] = {}
+    for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+        done = subprocess.run(
+            [_py_spy(), "record", "--rate", "200", "--format", fmt,
+             "-o", str(out / f"{label}-rebuild.{ext}"), "--", sys.executable, "-m",
+             "saga.cli.main", "rebuild", "--workers", "1", "--json"],
+            env=env, capture_output=True, text=True, check=True)
+        # py-spy writes lines of its own after the command's JSON
+        rebuilt, _ = json.JSONDecoder().raw_decode(done.stdout[done.stdout.index("{"):])
+        answer = {"events": rebuilt["events"], "seconds": rebuilt["seconds"],
+                  "events_per_s": round(rebuilt["events"] / rebuilt["seconds"], 1)}
+    return answer
 
 
 def end_to_end_scenario(base: Settings, sagas: int, out: Path, label: str
@@ -165,14 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         state = EmbeddedKafka(base.state_dir, base_port=base.kafka_port, progress=say).start(1)
         base = base.with_(bootstrap_servers=state.bootstrap_servers)
     say(f"profile: coordinator alone, {args.sagas} sagas, replies written ahead")
-    alone = coordinator_scenario(base, args.sagas, args.out, args.label)
+    alone_settings = fresh_settings(base, "profile-coordinator")
+    alone = coordinator_scenario(alone_settings, args.sagas, args.out, args.label)
     say(f"  {alone}")
+    say("profile: saga rebuild of that journal, in one process")
+    rebuilt = rebuild_scenario(alone_settings, args.out, args.label)
+    say(f"  {rebuilt}")
     say(f"profile: end to end, {args.sagas // 2} sagas, five service processes")
     e2e = end_to_end_scenario(base, args.sagas // 2, args.out, args.label)
     say(f"  {e2e}")
     report = [f"# Profile `{args.label}` (`make profile`, commit {_commit()})", "",
-              f"Coordinator alone: {alone}", "", f"End to end: {e2e}", ""]
-    for stem in ("coordinator", "e2e-coordinator", "e2e-payments"):
+              f"Coordinator alone: {alone}", "", f"Rebuild (one process): {rebuilt}", "",
+              f"End to end: {e2e}", ""]
+    for stem in ("coordinator", "rebuild", "e2e-coordinator", "e2e-payments"):
         raw = args.out / f"{args.label}-{stem}.txt"
         if raw.exists():
             report += [f"## {stem}", "", *summarise(raw), ""]
