@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from saga.config import Settings
 from saga.engine.workflow import WorkflowRegistry, default_registry
 from saga.errors import ConfigError
+
+if TYPE_CHECKING:
+    from saga.client import BlockingSagaClient
+    from saga.client.backends import HttpBackend
 
 
 def bootstrapped(settings: Settings) -> Settings:
@@ -55,3 +59,19 @@ def json_arg(raw: str, flag: str) -> Any:
         example = f"""{flag} '{{"id": "o-1"}}'"""
         raise ConfigError(f"{flag} is not valid JSON: {exc}",
                           hint=f"quote it for the shell, e.g. {example}") from exc
+
+
+# The client (httpx, the Kafka backends) is half a second of imports: loaded by the
+# commands that talk to it, not by every `saga` command (and rebuild worker) at start.
+def http_api(settings: Settings) -> HttpBackend:
+    """The HTTP API at SAGA_API_URL."""
+    from saga.client.backends import HttpBackend
+
+    return HttpBackend.of(settings)
+
+
+def blocking_client(settings: Settings) -> BlockingSagaClient:
+    """A client through SAGA_API_URL when it is set, else straight on Kafka."""
+    from saga.client import BlockingSagaClient
+
+    return BlockingSagaClient(settings=settings if settings.api_url else bootstrapped(settings))

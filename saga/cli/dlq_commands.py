@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from saga.cli.common import bootstrapped
+from saga.cli.common import bootstrapped, http_api
 from saga.cli.output import emit_json, table
-from saga.client.backends import HttpBackend
 from saga.config import Settings
 from saga.errors import ConfigError, SagaError
 from saga.kafka import clients
@@ -45,7 +44,7 @@ def _letters(settings: Settings) -> list[dict[str, Any]]:
 def _shown(settings: Settings, reason: str | None) -> list[dict[str, Any]]:
     """Letters as shown (no bytes), through the API when one is configured."""
     if settings.api_url:
-        shown: list[dict[str, Any]] = HttpBackend.of(settings).get("/api/dlq",
+        shown: list[dict[str, Any]] = http_api(settings).get("/api/dlq",
                                                                         reason=reason)
         return shown
     return [public(x) for x in _letters(settings) if not reason or x["reason"] == reason]
@@ -80,7 +79,7 @@ def dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("say which dead letters to redrive",
                           hint="name ids (PARTITION:OFFSET) or --reason REASON")
     if settings.api_url:
-        answer = HttpBackend.of(settings).post("/api/dlq/redrive",
+        answer = http_api(settings).post("/api/dlq/redrive",
                                                {"ids": args.ids, "reason": args.reason})
         return _print_redriven(args, answer["redriven"], answer.get("refused", []))
     letters = [x for x in _letters(settings)

@@ -4,15 +4,12 @@ or sent through the visibility server's API when SAGA_API_URL (or --api) names o
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from saga.cli.common import bootstrapped, json_arg
+from saga.cli.common import blocking_client, bootstrapped, http_api, json_arg
 from saga.cli.output import emit_json
-from saga.client import BlockingSagaClient
-from saga.client.backends import HttpBackend
-from saga.client.client import Bulk
 from saga.config import Settings
 from saga.engine.inputs import (
     AbandonSaga,
@@ -27,6 +24,9 @@ from saga.errors import ConfigError
 from saga.kafka.inbox import InboxProducer, check_saga_id
 from saga.store.visibility import parse_attributes
 from saga.telemetry import tracing
+
+if TYPE_CHECKING:
+    from saga.client.client import Bulk
 
 
 def register(commands: Any) -> None:
@@ -97,9 +97,7 @@ def _bulk(settings: Settings, args: argparse.Namespace, action: Bulk, **options:
         raise ConfigError("name a saga, or select sagas with --status, --type, --version, "
                           "--id-prefix or --attribute",
                           hint="add --dry-run to see what a selection takes")
-    client = BlockingSagaClient(settings=settings if settings.api_url
-                                else bootstrapped(settings))
-    with client:
+    with blocking_client(settings) as client:
         ids = client.bulk(action, dry_run=args.dry_run, **options, **selection)
     if args.json:
         emit_json({"action": action, "dry_run": args.dry_run, "sagas": ids})
@@ -115,7 +113,7 @@ def _send(settings: Settings, saga_id: str, value: Input) -> None:
     check_saga_id(saga_id)
     tracing.configure("saga-cli")
     if settings.api_url:
-        HttpBackend.of(settings).send(saga_id, value)
+        http_api(settings).send(saga_id, value)
         return
     inbox = InboxProducer(bootstrapped(settings))
     inbox.send(saga_id, value)
@@ -126,7 +124,7 @@ def saga_start(args: argparse.Namespace, settings: Settings) -> int:
     saga_input = json_arg(args.input, "--input")
     if settings.api_url:
         check_saga_id(args.saga_id)
-        created = HttpBackend.of(settings).start(args.type, args.saga_id, saga_input, 10)
+        created = http_api(settings).start(args.type, args.saga_id, saga_input, 10)
         print(f"started {args.type} {args.saga_id}" if created or created is None
               else f"{args.saga_id} was there already; nothing started")
         return 0
@@ -168,9 +166,7 @@ def saga_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def saga_update(args: argparse.Namespace, settings: Settings) -> int:
-    client = BlockingSagaClient(settings=settings if settings.api_url
-                                else bootstrapped(settings))
-    with client:
+    with blocking_client(settings) as client:
         result = client.update(args.saga_id, args.name, json_arg(args.payload, "--payload"),
                                timeout=args.timeout, update_id=args.update_id)
     if args.json:

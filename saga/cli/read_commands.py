@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from saga.cli.common import http_api
 from saga.cli.output import emit_json, table
 from saga.cli.timer_report import timer_report
-from saga.client.backends import HttpBackend
 from saga.config import Settings
 from saga.engine.lifecycle import SagaStatus
 from saga.errors import SagaError, SagaNotFound
 from saga.store.local_projections import LocalProjections
 from saga.store.visibility import ListQuery, parse_attributes
+
+if TYPE_CHECKING:
+    from saga.client.backends import HttpBackend
 
 
 def register(commands: Any) -> None:
@@ -48,7 +51,7 @@ def register(commands: Any) -> None:
 
 def api(settings: Settings) -> HttpBackend | None:
     """The visibility server's API, when one is configured."""
-    return HttpBackend.of(settings) if settings.api_url else None
+    return http_api(settings) if settings.api_url else None
 
 
 def local(settings: Settings) -> LocalProjections:

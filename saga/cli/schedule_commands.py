@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from saga.cli.common import bootstrapped, json_arg
+from saga.cli.common import blocking_client, json_arg
 from saga.cli.output import emit_json, table
-from saga.client import BlockingSagaClient
 from saga.config import Settings
 from saga.errors import SagaError
+
+if TYPE_CHECKING:
+    from saga.client import BlockingSagaClient
 
 
 def register(commands: Any) -> None:
@@ -53,7 +55,7 @@ def duration_s(raw: str) -> float:
 
 
 def _client(settings: Settings) -> BlockingSagaClient:
-    return BlockingSagaClient(settings=settings if settings.api_url else bootstrapped(settings))
+    return blocking_client(settings)
 
 
 def schedule_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -45,6 +45,13 @@ def test_production_paths_never_import_the_dev_tooling() -> None:
                                                    "pytest", "_pytest"))}
 
 
+def test_the_cli_loads_the_client_only_for_the_commands_that_use_it() -> None:
+    """httpx and the client's backends are half a second of imports: `saga rebuild`,
+    `saga checksum`, `saga kafka start` and a rebuild's worker processes never use them."""
+    loaded = _modules_loaded_by(["saga.cli.main"])
+    assert not {m for m in loaded if m.startswith(("saga.client", "httpx"))}
+
+
 def test_the_test_tooling_runs_no_process_and_its_plugin_costs_nothing() -> None:
     """saga.testing drives the engine and the services' code in memory: it loads none of
     the processes (coordinator, server, client) nor the dev tooling. Its pytest plugin,
