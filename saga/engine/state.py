@@ -9,9 +9,9 @@ cache equals a fresh fold of the journal.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -300,7 +300,9 @@ def apply(state: SagaState, entry: ev.Entry) -> SagaState:
     state = _evolve(state, changes)
     status = _derive_status(state, entry.event)
     if status is not None and status != state.status:
-        state = _evolve(state, {"status": transition(state.status, status)})
+        # The copy made just above is nobody else's yet: set its status in place rather
+        # than copy its forty fields a second time.
+        state.__dict__["status"] = transition(state.status, status)
     return state
 
 
@@ -318,15 +320,24 @@ def _opens_step(e: ev.Event) -> int | None:
     return None
 
 
-def _evolve(state: SagaState, changes: dict[str, Any]) -> SagaState:
-    """A copy of ``state`` with ``changes``: dataclasses.replace without re-running
-    __init__, which was the fold's main cost (it runs for every event decided or
-    replayed). The result is as frozen as the original."""
-    copy = object.__new__(SagaState)
+_Frozen = TypeVar("_Frozen")
+
+
+def _evolve(state: _Frozen, changes: dict[str, Any]) -> _Frozen:
+    """A copy of ``state`` (a SagaState, or a Step, Compensation, Timer, Child it holds)
+    with ``changes``: dataclasses.replace without re-running __init__, which was the
+    fold's main cost (it runs for every event decided or replayed; replace() of a Step
+    took 5 us here, this 1 us). The result is as frozen as the original; none of these
+    classes has a __post_init__ to skip."""
+    copy = object.__new__(type(state))
     fields = copy.__dict__
     fields.update(state.__dict__)
     fields.update(changes)
     return copy
+
+
+def _with(part: _Frozen, **changes: Any) -> _Frozen:
+    return _evolve(part, changes)
 
 
 def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
@@ -345,19 +356,19 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
                                 issued_at_ms=at_ms, deadline_ms=e.deadline_ms)
             return dict(compensations={**s.compensations, e.step: comp})
         case ev.CommandCompleted(kind=ev.CommandKind.ACTION):
-            done = replace(s.steps[e.step], outcome=StepOutcome.OK, result=e.result,
+            done = _with(s.steps[e.step], outcome=StepOutcome.OK, result=e.result,
                            completed_order=s.completions)
             return dict(steps={**s.steps, e.step: done}, completions=s.completions + 1)
         case ev.CommandCompleted():
-            comp = replace(s.compensations[e.step], outcome=StepOutcome.OK, error="")
+            comp = _with(s.compensations[e.step], outcome=StepOutcome.OK, error="")
             return dict(compensations={**s.compensations, e.step: comp})
         case ev.CommandFailed(kind=ev.CommandKind.ACTION):
-            failed = replace(s.steps[e.step], outcome=StepOutcome.FAILED, reason=e.reason,
+            failed = _with(s.steps[e.step], outcome=StepOutcome.FAILED, reason=e.reason,
                              business=e.business)
             return dict(steps={**s.steps, e.step: failed},
                            last_error=f"{failed.service}.{failed.name}: {e.reason}")
         case ev.CommandFailed():
-            comp = replace(s.compensations[e.step], outcome=StepOutcome.FAILED,
+            comp = _with(s.compensations[e.step], outcome=StepOutcome.FAILED,
                            error=e.reason)
             return dict(compensations={**s.compensations, e.step: comp},
                            last_error=f"{comp.service}.{comp.name}: {e.reason}")
@@ -372,12 +383,12 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             return dict(waits=waits,
                            resolved_waits={**s.resolved_waits, e.step: e.signal_index})
         case ev.CommandTimedOut(kind=ev.CommandKind.ACTION):
-            failed = replace(s.steps[e.step], outcome=StepOutcome.FAILED, reason=TIMED_OUT,
+            failed = _with(s.steps[e.step], outcome=StepOutcome.FAILED, reason=TIMED_OUT,
                              business=False)
             return dict(steps={**s.steps, e.step: failed},
                         last_error=f"{failed.service}.{failed.name}: no reply in time")
         case ev.CommandTimedOut():
-            comp = replace(s.compensations[e.step], outcome=StepOutcome.FAILED,
+            comp = _with(s.compensations[e.step], outcome=StepOutcome.FAILED,
                            error=TIMED_OUT)
             return dict(compensations={**s.compensations, e.step: comp},
                         last_error=f"{comp.service}.{comp.name}: no reply in time")
@@ -389,11 +400,11 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             return dict(timers={**s.timers, e.timer_id: timer})
         case ev.TimerCancelled():
             return dict(timers={**s.timers,
-                                e.timer_id: replace(s.timers[e.timer_id],
+                                e.timer_id: _with(s.timers[e.timer_id],
                                                     status=TimerStatus.CANCELLED)})
         case ev.TimerFired():
             return dict(timers={**s.timers,
-                                e.timer_id: replace(s.timers[e.timer_id],
+                                e.timer_id: _with(s.timers[e.timer_id],
                                                     status=TimerStatus.FIRED)})
         case ev.CompensationStarted():
             return dict(compensate_steps={**s.compensate_steps, e.step: False},
@@ -420,14 +431,14 @@ def _changes(s: SagaState, e: ev.Event, at_ms: int) -> dict[str, Any]:
             return dict(children={**s.children,
                                   e.step: Child(e.step, e.child_id, e.saga_type)})
         case ev.ChildEnded():
-            ended = replace(s.children[e.step], status=e.status, result=e.result,
+            ended = _with(s.children[e.step], status=e.status, result=e.result,
                             error=e.error, ended_seq=s.seq)
             changes: dict[str, Any] = {"children": {**s.children, e.step: ended}}
             if e.status != SagaStatus.COMPLETED.value:
                 changes["last_error"] = f"child {e.child_id} ended {e.status}: {e.error}"
             return changes
         case ev.ChildCancelRequested():
-            return dict(children={**s.children, e.step: replace(s.children[e.step],
+            return dict(children={**s.children, e.step: _with(s.children[e.step],
                                                                 cancel_requested=True)})
         case ev.PatchMarked():
             return dict(patches=(*s.patches, e.name))
