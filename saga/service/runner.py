@@ -328,22 +328,26 @@ class ServiceRunner:
         when it was aborted (its batch is read again)."""
         tp, producer = batch.tp, batch.producer
         changes = list(batch.state.changes.values())
+        deliveries: list[asyncio.Future[Any]] = []
         try:
             async with producer.transaction():
                 for item in batch.out:
-                    await producer.send(item.topic, item.value, key=item.key,
-                                        headers=item.headers)
+                    deliveries.append(await producer.send(item.topic, item.value, key=item.key,
+                                                          headers=item.headers))
                 sent = [await producer.send(self.state_topic,
                                             self.codec.encode_state_change(
                                                 change, self.state_topic),
                                             key=change.key.encode(), partition=tp.partition)
                         for change in changes]
+                deliveries.extend(sent)
                 await producer.send_offsets_to_transaction(
                     {tp: batch.records[-1].offset + 1}, self.group)
         except _FENCED as exc:
+            _settle_quietly(deliveries)
             metrics.SERVICE_BATCHES.labels(self.service.name, "fenced").inc()
             raise ServiceFenced(f"partition {tp.partition} was taken over ({exc})") from exc
         except KafkaError as exc:
+            _settle_quietly(deliveries)
             metrics.SERVICE_BATCHES.labels(self.service.name, "aborted").inc()
             log.warning("service %s: the transaction of partition %d failed (%s); reading "
                         "its batch again with a new producer", self.service.name,
@@ -357,6 +361,18 @@ class ServiceRunner:
             delivered = [(await future).offset for future in sent]
             self._store.apply(changes, {tp.partition: max(delivered) + 1})
         return True
+
+
+def _settle_quietly(deliveries: list[asyncio.Future[Any]]) -> None:
+    """The send futures of a transaction that failed: their error is the transaction's,
+    already handled. Unread, asyncio would log each one as "Future exception was never
+    retrieved" when it is collected (a broker restart filled a log with them)."""
+    def read(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            future.exception()
+
+    for future in deliveries:
+        future.add_done_callback(read)
 
 
 class _Budget:
