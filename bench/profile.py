@@ -32,7 +32,14 @@ import threading
 import time
 from pathlib import Path
 
-from bench.run import STOCK, fresh_settings, say, send_orders, send_pregenerated
+from bench.run import (
+    STOCK,
+    delete_made_topics,
+    fresh_settings,
+    say,
+    send_orders,
+    send_pregenerated,
+)
 from bench.watch import JournalWatcher, process_cpu_s
 from saga.config import Settings
 from saga.dev.embedded import EmbeddedKafka
@@ -220,4 +227,8 @@ def _commit() -> str:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        delete_made_topics()
+    sys.exit(code)

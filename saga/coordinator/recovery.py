@@ -223,6 +223,7 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
         folds = [_ShareFold(slot, settings, topic, Path(scratch) / f"share-{slot}", share,
                             outcomes) for slot, share in enumerate(shares)]
         applied: dict[int, int] = {}
+        shown = -1  # the records read last reported: said again, a line says nothing new
         try:
             while len(applied) < workers:
                 try:
@@ -233,15 +234,17 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
                     if isinstance(outcome, SagaError):
                         raise outcome
                     applied[slot] = outcome
-                if on_progress is not None:
-                    on_progress(min(sum(fold.read for fold in folds), total), total)
+                read = min(sum(fold.read for fold in folds), total)
+                if on_progress is not None and read != shown:
+                    shown = read
+                    on_progress(read, total)
         finally:
             for fold in folds:
                 fold.stop()
         for fold in folds:
             if fold.exported.exists():  # no file: the share held nothing
                 projection.store.ingest(fold.exported)
-    if on_progress is not None:
+    if on_progress is not None and shown != total:
         on_progress(total, total)
     return sum(applied.values())
 

@@ -44,12 +44,16 @@ pickle.dump(("done", JournalGap("saga x: entry 7 where 5 was due", hint="look"))
 
 
 def _fold(tmp_path: Path, worker: str, monkeypatch: pytest.MonkeyPatch,
-          partitions: list[int], workers: int) -> tuple[RocksProjection, int]:
+          partitions: list[int], workers: int,
+          progress: list[tuple[int, int]] | None = None) -> tuple[RocksProjection, int]:
     monkeypatch.setattr(recovery, "_WORKER", worker)
     projection = RocksProjection(tmp_path / "projection")
+    if progress is not None:  # the journal's length, without a broker to ask
+        monkeypatch.setattr(recovery, "backlog", lambda *_args, **_kw: 2000)
     try:
         applied = recovery._catch_up_in_parallel(
-            projection, Settings.from_env({}), "saga.journal", partitions, workers, None)
+            projection, Settings.from_env({}), "saga.journal", partitions, workers,
+            None if progress is None else lambda done, total: progress.append((done, total)))
     except BaseException:
         projection.close()
         raise
@@ -58,7 +62,13 @@ def _fold(tmp_path: Path, worker: str, monkeypatch: pytest.MonkeyPatch,
 
 def test_the_shares_folded_apart_end_in_one_projection(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    projection, applied = _fold(tmp_path, _STAND_IN, monkeypatch, [0, 1, 2, 3, 4], 2)
+    progress: list[tuple[int, int]] = []
+    projection, applied = _fold(tmp_path, _STAND_IN, monkeypatch, [0, 1, 2, 3, 4], 2,
+                                progress)
+    # what the workers said they read, summed, each count once, ending at the whole
+    assert progress[-1] == (2000, 2000)
+    assert len(set(progress)) == len(progress)
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
     try:
         assert applied == 50  # each worker's count, summed
         assert projection.journal_offsets() == {p: 100 + p for p in range(5)}
