@@ -7,8 +7,9 @@ end of saga.timers. Both write data and offsets in one batch, so a crash mid-way
 from where the last batch ended.
 
 A whole rebuild (`saga rebuild`) of a long journal folds in several processes, each a
-share of the partitions into a projection of its own, then copies their keys into one:
-a saga's entries all live in its partition, so the shares never meet. Decoding and
+share of the partitions into a projection of its own, written out as an SST file that
+the projection takes in whole: a saga's entries all live in its partition, so the shares
+never meet. Decoding and
 folding hold the GIL, so threads would not help.
 """
 
@@ -256,6 +257,12 @@ _SCRATCH_PREFIX = ".rebuild-"
 _WORKER = "from saga.coordinator.recovery import fold_share_worker; fold_share_worker()"
 
 
+def _exported(share: Path) -> Path:
+    """Where a worker leaves what it folded into ``share``, as an SST file
+    (RocksStore.export) for the projection to ingest."""
+    return share.with_suffix(".sst")
+
+
 class _ShareFold:
     """One worker process folding a share of the partitions into a projection of its
     own. Its orders go in on stdin and its reports come back on stdout, pickled: how
@@ -265,8 +272,7 @@ class _ShareFold:
                  partitions: list[int],
                  outcomes: queue.Queue[tuple[int, int | SagaError]]) -> None:
         self.slot, self.partitions = slot, partitions
-        #: where the worker leaves what it folded, as an SST file (RocksStore.export)
-        self.exported = into.with_suffix(".sst")
+        self.exported = _exported(into)
         self.read = 0
         self._outcomes = outcomes
         self._process = subprocess.Popen([sys.executable, "-c", _WORKER],
@@ -330,7 +336,7 @@ def fold_share_worker() -> None:
             outcome = catch_up(share, settings.kafka, topic, partitions,
                                RecordCodec.for_settings(settings), on_progress=on_progress)
             # Written here, in parallel, the parent only moves the file in.
-            share.store.export(into.with_suffix(".sst"))
+            share.store.export(_exported(into))
         finally:
             share.close()
     except SagaError as exc:
