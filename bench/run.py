@@ -34,7 +34,7 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from bench import evolution, scaling, timers, visibility, waiting
-from bench.watch import JournalWatcher, process_cpu_s
+from bench.watch import JournalWatcher, Usage, process_cpu_s
 from saga.config import Settings
 from saga.coordinator.recovery import rebuild_projection
 from saga.dev.audit import percentile, span_s
@@ -90,9 +90,12 @@ def delete_made_topics() -> None:
             say(f"the topics {settings.topic_prefix}* were not deleted: {exc}")
 
 
-def send_orders(stack: Stack, count: int, prefix: str) -> list[str]:
+def send_orders(stack: Stack, count: int, prefix: str, first: int = 0) -> list[str]:
+    """``count`` order sagas, each with its warehouse signal. Every fifth order, counted
+    from ``first`` (the orders a paced phase sent before), asks for a sku that is out of
+    stock, so its saga is compensated: the same mix in a burst and at any pace."""
     ids = [f"{prefix}-{n:06d}" for n in range(count)]
-    for n, saga_id in enumerate(ids):
+    for n, saga_id in enumerate(ids, start=first):
         stack.send(saga_id, StartSaga("order", order(saga_id, rare=n % 5 == 0)))
         stack.send(saga_id, DeliverSignal("warehouse_picked", None))
     stack.flush()
@@ -254,16 +257,24 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
         seconds = (max(watcher.ended[i] for i in ids)
                    - min(watcher.started[i] for i in ids)) / 1000
         paced_rate = max(1.0, count / seconds / 2)
+        # What each paced phase cost, sending and draining: at a steady rate the batches
+        # are small, so a saga costs more than in the burst, and how busy the machine
+        # was says whether its steps queue for a core.
+        usage = Usage(pids)
         paced, achieved = _paced(stack, paced_rate, paced_s, "p")
         watcher.wait_ended(paced, 120)
+        paced_cost = usage.spent(len(paced))
+        usage = Usage(pids)
         light, light_achieved = _paced(stack, LIGHT_RATE, light_s, "l") if light_s \
             else ([], 0.0)
         watcher.wait_ended(light, 120)
+        light_cost = usage.spent(len(light))
         by_rate = []
         for n, rate in enumerate(curve):
+            usage = Usage(pids)
             sent, got = _paced(stack, rate, light_s, f"c{n}")
             watcher.wait_ended(sent, 300)
-            by_rate.append((rate, sent, got))
+            by_rate.append((rate, sent, got, usage.spent(len(sent))))
     finally:
         stack.stop_all()
         watcher.close()
@@ -272,8 +283,9 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
         latencies = step_latencies(projections.history(i) for i in paced)
         quiet = step_latencies(projections.history(i) for i in light)
         latency_curve = [{"target_rate_per_s": rate, "rate_per_s": round(got, 1),
-                          **_summary(step_latencies(projections.history(i) for i in sent))}
-                         for rate, sent, got in by_rate]
+                          **_summary(step_latencies(projections.history(i) for i in sent)),
+                          **cost}
+                         for rate, sent, got, cost in by_rate]
         burst = step_latencies(projections.history(i) for i in ids)
         entries = sum(len(projections.history(i)) for i in ids[:100])
     finally:
@@ -285,9 +297,9 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
                                 for name, s in sorted(cpu.items())},
             "step_latency_ms": {**_summary(latencies),
                                 "target_rate_per_s": round(paced_rate, 1),
-                                "rate_per_s": round(achieved, 1)},
+                                "rate_per_s": round(achieved, 1), **paced_cost},
             "light_step_latency_ms": {**_summary(quiet), "target_rate_per_s": LIGHT_RATE,
-                                      "rate_per_s": round(light_achieved, 1)},
+                                      "rate_per_s": round(light_achieved, 1), **light_cost},
             "step_latency_by_rate_ms": latency_curve,
             "burst_step_latency_ms": {"p50": percentile(burst, 0.5),
                                       "p99": percentile(burst, 0.99),
@@ -307,7 +319,8 @@ def _paced(stack: Stack, rate: float, seconds: float, prefix: str) -> tuple[list
     while time.monotonic() - began < seconds:
         tick += 1
         due = int(rate * 0.02 * tick) - len(sent)
-        sent.extend(send_orders(stack, due, f"{prefix}{tick:04d}") if due > 0 else [])
+        if due > 0:
+            sent.extend(send_orders(stack, due, f"{prefix}{tick:04d}", first=len(sent)))
         time.sleep(max(0.0, began + tick * 0.02 - time.monotonic()))
     return sent, len(sent) / (time.monotonic() - began)
 
@@ -516,7 +529,7 @@ def render(result: dict[str, Any]) -> str:
         f"{result['ratios']['end_to_end_inputs_vs_ceiling']:.2f} (in inputs) |",
         f"| step latency p50 / p99, steady {e['step_latency_ms']['rate_per_s']} sagas/s "
         f"(achieved) | {e['step_latency_ms']['p50']} / "
-        f"{e['step_latency_ms']['p99']} ms | |",
+        f"{e['step_latency_ms']['p99']} ms | {_cost(e['step_latency_ms'])} |",
         *_render_light(e),
         f"| step latency p50 / p99, in the burst | {e['burst_step_latency_ms']['p50']} / "
         f"{e['burst_step_latency_ms']['p99']} ms | |",
@@ -542,7 +555,19 @@ def _render_parallel_rebuild(r: dict[str, Any]) -> list[str]:
 def _render_light(e: dict[str, Any]) -> list[str]:
     runs = [e.get("light_step_latency_ms"), *e.get("step_latency_by_rate_ms", [])]
     return [f"| step latency p50 / p99, steady {run['rate_per_s']} sagas/s (achieved) | "
-            f"{run['p50']} / {run['p99']} ms | |" for run in runs if run and run["samples"]]
+            f"{run['p50']} / {run['p99']} ms | {_cost(run)} |"
+            for run in runs if run and run["samples"]]
+
+
+def _cost(run: dict[str, Any]) -> str:
+    """A paced phase's cost beside its latency: how busy the machine was, and what the
+    broker and the coordinator spent per saga (absent from results written before)."""
+    if "machine_busy" not in run:
+        return ""
+    cpu = run["cpu_us_per_saga"]
+    spent = "; ".join(f"{name} {cpu[name]:,} µs/saga"
+                      for name in ("kafka-broker", "coordinator-bench") if name in cpu)
+    return f"machine {run['machine_busy']:.0%} busy; {spent}"
 
 
 def _render_waiting(result: dict[str, Any]) -> list[str]:

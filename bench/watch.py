@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
@@ -110,3 +111,30 @@ def process_cpu_s(pid: int, *, children: bool = False) -> float:
         return 0.0
     used = fields[11:15] if children else fields[11:13]
     return sum(int(ticks) for ticks in used) / os.sysconf("SC_CLK_TCK")
+
+
+class Usage:
+    """What a phase of a run cost: CPU seconds per process, and how busy the whole
+    machine was (from /proc/stat), between ``Usage(pids)`` and ``spent(sagas)``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self._began = {name: process_cpu_s(pid) for name, pid in pids.items()}
+        self._idle, self._total = _machine_ticks()
+
+    def spent(self, sagas: int) -> dict[str, Any]:
+        """CPU µs per saga of each process, and the machine's busy share (0-1)."""
+        idle, total = _machine_ticks()
+        ticks = max(1, total - self._total)
+        return {"cpu_us_per_saga": {
+                    name.removeprefix("service-"):
+                        round((process_cpu_s(pid) - self._began[name]) / max(1, sagas) * 1e6)
+                    for name, pid in sorted(self._pids.items())},
+                "machine_busy": round(1 - (idle - self._idle) / ticks, 3)}
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(idle + iowait, all) jiffies of every core since boot."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
