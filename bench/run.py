@@ -250,10 +250,10 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
         pids = {name: p.popen.pid for name, p in stack.processes.items() if p.popen}
         if broker_pid:
             pids["kafka-broker"] = broker_pid
-        cpu_began = {name: process_cpu_s(pid) for name, pid in pids.items()}
+        burst_usage = Usage(pids)
         ids = send_orders(stack, count, "e")
         watcher.wait_ended(ids, 900, say)
-        cpu = {name: process_cpu_s(pid) - cpu_began[name] for name, pid in pids.items()}
+        burst_cost = burst_usage.spent(count)
         seconds = (max(watcher.ended[i] for i in ids)
                    - min(watcher.started[i] for i in ids)) / 1000
         paced_rate = max(1.0, count / seconds / 2)
@@ -293,8 +293,7 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
     return {"sagas": count, "seconds": round(seconds, 3),
             "sagas_per_s": round(count / seconds, 1),
             "journal_entries_per_saga": round(entries / min(100, count), 1),
-            "cpu_us_per_saga": {name.removeprefix("service-"): round(s / count * 1e6)
-                                for name, s in sorted(cpu.items())},
+            "cpu_us_per_saga": burst_cost["cpu_us_per_saga"],
             "step_latency_ms": {**_summary(latencies),
                                 "target_rate_per_s": round(paced_rate, 1),
                                 "rate_per_s": round(achieved, 1), **paced_cost},
