@@ -244,7 +244,7 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
                 fold.stop()
         for fold in folds:
             if fold.exported.exists():  # no file: the share held nothing
-                projection.store.ingest(fold.exported)
+                projection.ingest(fold.exported)
     if on_progress is not None and shown != total:
         on_progress(total, total)
     return sum(applied.values())

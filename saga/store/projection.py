@@ -42,6 +42,7 @@ from saga.store.timer_index import PendingTimer, fair_share
 FORMAT = b"5"
 _STATE, _ENTRY, _DEADLINE = b"s\x00", b"e\x00", b"t\x00"
 _POSITION = struct.Struct(">IQ")  # partition, due time
+_NEVER = 2**63  # a due time later than any (ms)
 
 
 @dataclass
@@ -156,6 +157,13 @@ class RocksProjection:
         self.path = path
         self._store = RocksStore(path, fmt=FORMAT, what="projection",
                                  rebuilt_from="saga.journal", read_only=read_only)
+        #: Per partition, a time (ms) before which none of its reply deadlines is due, as
+        #: the last look found it; a partition not here is looked at. The wheel asks at
+        #: every loop turn, and each look is a RocksDB seek into a range where every
+        #: answered deadline leaves a tombstone until compaction: the seeks were 14 % of a
+        #: coordinator's samples at 10 sagas/s. A deadline written lowers it; one removed
+        #: leaves it early, which costs a look, never a late deadline.
+        self._quiet_until: dict[int, int] = {}
 
     @classmethod
     def open_or_rebuild(cls, path: Path) -> tuple[RocksProjection, bool]:
@@ -198,6 +206,9 @@ class RocksProjection:
                 batch.delete(_deadline_key(timer))
             for timer in deadlines.added.values():
                 batch.put(_deadline_key(timer), timer.saga_id.encode())
+                quiet = self._quiet_until.get(timer.partition)
+                if quiet is not None and timer.due_ms < quiet:
+                    self._quiet_until[timer.partition] = timer.due_ms
         entries = list(entries)
         # A new run (continue-as-new): its history starts again, the journal keeps the
         # old runs. What the projection holds of the old run goes; an old run's entries
@@ -225,15 +236,33 @@ class RocksProjection:
                       ) -> list[PendingTimer]:
         ready: list[PendingTimer] = []
         for partition in sorted(partitions):
-            for taken, (key, value) in enumerate(
-                    self._store.scan(_DEADLINE + struct.pack(">I", partition))):
+            if self._quiet_until.get(partition, now_ms) > now_ms:
+                continue
+            quiet, taken = _NEVER, 0  # quiet for good unless a deadline is held
+            for key, value in self._store.scan(_DEADLINE + struct.pack(">I", partition)):
                 _, due_ms = _POSITION.unpack_from(key, len(_DEADLINE))
-                if due_ms > now_ms or taken >= limit:
+                if due_ms > now_ms:
+                    quiet = due_ms
                     break
+                if taken >= limit:
+                    break
+                taken += 1
                 ready.append(PendingTimer(partition,
                                           key[len(_DEADLINE) + _POSITION.size:].decode(),
                                           value.decode(), due_ms, deadline=True))
+            if taken:
+                # What is due now leaves the index only when its batch commits; until
+                # then (or if the batch is aborted) the partition is looked at again.
+                self._quiet_until.pop(partition, None)
+            else:
+                self._quiet_until[partition] = quiet
         return fair_share(ready, limit)
+
+    def ingest(self, path: Path) -> None:
+        """Take in a share a rebuild worker exported (``RocksStore.ingest``). Its
+        deadlines were never seen here: every partition is looked at again."""
+        self._store.ingest(path)
+        self._quiet_until.clear()
 
     def states(self) -> Iterator[SagaState]:
         for saga_id, value in self.stored_states():

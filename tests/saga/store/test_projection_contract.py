@@ -21,6 +21,7 @@ from saga.store.projection import (
     partition_report,
     run_history_keys,
 )
+from saga.store.timer_index import PendingTimer
 from tests.saga.engine.sim import Sim
 from tests.saga.engine.test_decider import ORDER, order_registry
 
@@ -276,3 +277,68 @@ def test_the_deadline_index_follows_the_states_it_is_committed_with(
     fired.fired(projection.due_deadlines([3], due + 10**6, 10)[0])
     projection.commit({}, [], {}, fired)
     assert projection.due_deadlines([3], due + 10**6, 10) == []
+
+
+def _deadlines(*timers: PendingTimer, fired: PendingTimer | None = None) -> DeadlineChanges:
+    changes = DeadlineChanges()
+    for timer in timers:
+        changes.added[timer.timer_id] = timer
+    if fired is not None:
+        changes.fired(fired)
+    return changes
+
+
+def test_a_deadline_written_after_a_look_found_nothing_due_is_fired_on_time(
+        projection: Projection) -> None:
+    late = PendingTimer(2, "s-1:0:timeout:1", "s-1", 30_000, deadline=True)
+    projection.commit({}, [], {}, _deadlines(late))
+    assert projection.due_deadlines([2], 1_000, 10) == []  # nothing due before 30 s
+    early = PendingTimer(2, "s-2:0:timeout:1", "s-2", 5_000, deadline=True)
+    projection.commit({}, [], {}, _deadlines(early))
+    assert projection.due_deadlines([2], 5_000, 10) == [early]
+    empty = PendingTimer(4, "s-3:0:timeout:1", "s-3", 7_000, deadline=True)
+    assert projection.due_deadlines([4], 1_000, 10) == []  # none held at all
+    projection.commit({}, [], {}, _deadlines(empty))
+    assert projection.due_deadlines([4], 7_000, 10) == [empty]
+
+
+def test_a_due_deadline_is_found_again_until_its_firing_is_committed(
+        projection: Projection) -> None:
+    due = PendingTimer(1, "s-1:0:timeout:1", "s-1", 2_000, deadline=True)
+    projection.commit({}, [], {}, _deadlines(due))
+    assert projection.due_deadlines([1], 3_000, 10) == [due]
+    # Its batch was aborted: nothing committed, so it is still due.
+    assert projection.due_deadlines([1], 3_000, 10) == [due]
+    projection.commit({}, [], {}, _deadlines(fired=due))
+    assert projection.due_deadlines([1], 3_000, 10) == []
+
+
+def test_the_rocksdb_index_is_not_read_while_no_deadline_can_be_due(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    projection = RocksProjection(tmp_path / "projection")
+    reads: list[bytes] = []
+    scan = projection.store.scan
+
+    def counted(prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        reads.append(prefix)
+        return scan(prefix, start)
+
+    monkeypatch.setattr(projection.store, "scan", counted)
+    try:
+        projection.commit({}, [], {}, _deadlines(
+            PendingTimer(0, "s-1:0:timeout:1", "s-1", 30_000, deadline=True)))
+        for now_ms in (1_000, 2_000, 29_999):
+            assert projection.due_deadlines([0, 1], now_ms, 10) == []
+        assert len(reads) == 2  # each partition once: 0 is quiet until 30 s, 1 for good
+        assert len(projection.due_deadlines([0, 1], 30_000, 10)) == 1
+        assert len(reads) == 3
+        # A rebuild worker's share brings deadlines this projection never wrote.
+        share = RocksProjection(tmp_path / "share")
+        share.commit({}, [], {}, _deadlines(
+            PendingTimer(1, "s-2:0:timeout:1", "s-2", 3_000, deadline=True)))
+        share.store.export(tmp_path / "share.sst")
+        share.close()
+        projection.ingest(tmp_path / "share.sst")
+        assert [t.saga_id for t in projection.due_deadlines([1], 3_000, 10)] == ["s-2"]
+    finally:
+        projection.close()
