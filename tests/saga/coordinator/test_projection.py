@@ -75,7 +75,11 @@ def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Setti
                  .get("sagas") == 20, 90, "the projection to be rebuilt from the journal")
         after = json.loads(run_saga(settings, "checksum", "--json").stdout)
         assert after == live
-        assert "journal entries (in 2 worker processes)" in stack.log_tail("coordinator-c1", 50)
+        # The projection is readable once the shares are ingested; the coordinator says
+        # how it caught up a moment later, after the timers' catch-up.
+        wait_for(lambda: "journal entries (in 2 worker processes)"
+                 in stack.log_tail("coordinator-c1", 50), 60,
+                 "the coordinator to say it caught up in two worker processes")
         assert not list(projection.parent.glob(".rebuild-*"))  # the shares are gone
         live_keys = {k: v for k, v in _stored(projection).items() if k != b"m\x00source"}
         assert live_keys == _stored(tmp_path / "rebuilt-1")  # every key but where it is from
