@@ -29,8 +29,11 @@ class JournalWatcher:
 
     def __init__(self, settings: Settings) -> None:
         topic = settings.topic("saga.journal")
-        self._consumer = clients.consumer(settings.kafka, f"bench-watch-{os.getpid()}",
-                                          **{"fetch.wait.max.ms": 10})
+        # librdkafka's own fetch wait (500 ms): a fetch returns as soon as a transaction
+        # commits records into it, so a shorter wait sees nothing sooner, and at 10 ms
+        # the watcher's idle fetches cost the broker a tenth of a core of the two the
+        # system under test shares (bench/results/20261207T090000Z-watcher-and-broker-jit.md).
+        self._consumer = clients.consumer(settings.kafka, f"bench-watch-{os.getpid()}")
         clients.assign(self._consumer, [TopicPartition(topic, p, OFFSET_BEGINNING)
                                         for p in clients.partitions_of(settings.kafka, topic)])
         self.started: dict[str, float] = {}
