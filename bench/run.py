@@ -13,6 +13,12 @@ Every figure is measured in the same run as its baseline, so ratios hold on any 
                achieved is recorded with it; a burst measures queueing)
 * rebuild      journal events/s replayed into a fresh projection
 
+The broker the bench starts runs the JVM's full JIT (C1 and C2), as a production broker
+does, and every measurement follows a warm-up (``--warm-up-s``) of steady end-to-end
+load on a throwaway stack: what C2 compiles then is the code a broker that has run for
+days serves with. The development brokers (tests, demo, smoke) compile with C1 only,
+which costs less for their minutes of life (docs/configuration.md).
+
 Results: bench/results/<UTC time>.json and bench/results/latest.md.
 """
 
@@ -307,6 +313,36 @@ def end_to_end(base: Settings, count: int, paced_s: float = 5.0, light_s: float 
 
 #: Sagas per second of the light-load phase.
 LIGHT_RATE = 10.0
+#: Sagas per second of the warm-up's steady load, and the burst that ends it.
+WARM_UP_RATE, WARM_UP_BURST = 50.0, 1000
+
+
+def bench_jvm_opts() -> list[str]:
+    """The JIT options of the broker the bench starts: SAGA_KAFKA_JVM_OPTS when set, else
+    the JVM's defaults. At a steady 10 sagas/s a warm broker with C2 took about half the
+    CPU per saga of one with C1 only (bench/results/20261207T090000Z-watcher-and-broker-jit.md)."""
+    return os.environ.get("SAGA_KAFKA_JVM_OPTS", "").split()
+
+
+def warm_up(base: Settings, seconds: float) -> dict[str, Any]:
+    """Steady end-to-end load for ``seconds``, then a burst, on a stack of its own, so the
+    broker's JIT has compiled the paths the measurements take (transactions of a few
+    records as much as large batches); nothing of it is measured. The CPU the broker's
+    compiler threads spend is reported, to show it has settled."""
+    settings = fresh_settings(base, "warm")
+    stack = Stack(settings, stock=STOCK)
+    stack.start_all(coordinators=["bench"])
+    watcher = JournalWatcher(settings)
+    try:
+        sent, got = _paced(stack, WARM_UP_RATE, seconds, "w")
+        watcher.wait_ended(sent, 300)
+        burst = send_orders(stack, WARM_UP_BURST, "wb")
+        watcher.wait_ended(burst, 300)
+    finally:
+        stack.stop_all()
+        watcher.close()
+    return {"seconds": seconds, "paced_sagas": len(sent), "rate_per_s": round(got, 1),
+            "burst_sagas": len(burst)}
 
 
 def _paced(stack: Stack, rate: float, seconds: float, prefix: str) -> tuple[list[str], float]:
@@ -404,16 +440,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-rates", default="50,100,150",
                         help="sagas/s at which the step latency is measured for 10 s each, "
                         "after the half-maximum and 10/s runs ('' skips them)")
+    parser.add_argument("--warm-up-s", type=float, default=90.0,
+                        help=f"seconds of steady load at {WARM_UP_RATE:g} sagas/s (and a "
+                        f"burst of {WARM_UP_BURST}) before anything is measured, so the "
+                        "broker's JIT has compiled what it serves (0 skips it)")
     parser.add_argument("--waiting", type=int, default=1_000_000,
                         help="sagas left waiting, for the coordinator's memory per waiting "
                         "saga (0 skips it)")
     args = parser.parse_args(argv)
     base = Settings.from_env()
     broker_pid: int | None = None  # its CPU is counted only when the broker is ours
+    broker: dict[str, Any] = {"ours": not base.bootstrap_servers}
     if not base.bootstrap_servers:
-        state = EmbeddedKafka(base.state_dir, base_port=base.kafka_port, progress=say).start(1)
+        jvm_opts = bench_jvm_opts()
+        state = EmbeddedKafka(base.state_dir, base_port=base.kafka_port, progress=say,
+                              jvm_opts=jvm_opts).start(1)
         base = base.with_(bootstrap_servers=state.bootstrap_servers)
         broker_pid = state.nodes[0].pid
+        broker["jvm_opts"] = " ".join(jvm_opts) or "the JVM's defaults (C1 and C2)"
+    if args.warm_up_s:
+        say(f"warm-up: {args.warm_up_s:g} s at {WARM_UP_RATE:g} sagas/s, then "
+            f"{WARM_UP_BURST} at once (not measured)")
+        jit_before = _jit_cpu_s(broker_pid)
+        broker["warm_up"] = warm_up(base, args.warm_up_s)
+        broker["warm_up"]["broker_jit_cpu_s"] = round(_jit_cpu_s(broker_pid) - jit_before, 2)
+        say(f"  {broker['warm_up']}")
     say(f"ceiling: {args.ceiling_inputs} inputs through a bare transactional loop")
     first = ceiling(base, args.ceiling_inputs)
     say(f"  {first}")
@@ -488,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                                    else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "commit": _commit(),
+        "broker": broker,
         "ceiling": top, "coordinator": coord, "end_to_end": e2e, "rebuild": rebuilt,
         "timer_wheel": wheel, "timer_catch_up": downtime, "scaling": several,
         "visibility": seen, "long_lived": lived, "waiting_memory": memory,
@@ -505,6 +557,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _jit_cpu_s(pid: int | None) -> float:
+    """CPU seconds the JVM's compiler threads in ``pid`` have used (0 when unknown)."""
+    spent = 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*") if pid else ():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name.startswith(("C1 Compiler", "C2 Compiler")):
+            spent += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
 def _commit() -> str:
     import subprocess
 
@@ -518,7 +584,7 @@ def render(result: dict[str, Any]) -> str:
                   result["rebuild"])
     return "\n".join([
         f"# Benchmark {result['when']} (`{result['command']}`, "
-        f"{result['machine']['cpus']} cores)", "",
+        f"{result['machine']['cpus']} cores)", "", *_render_broker(result),
         "| measure | value | vs ceiling |", "|---|---|---|",
         f"| ceiling: bare transactional loop (best of {c['runs_inputs_per_s']}) | "
         f"{c['inputs_per_s']} inputs/s | 1.00 |",
@@ -540,6 +606,21 @@ def render(result: dict[str, Any]) -> str:
         *_render_timers(result), "", *_render_scaling(result), "",
         *_render_visibility(result), "", *_render_long_lived(result), ""]).replace(
             "\n\n\n", "\n\n")
+
+
+def _render_broker(result: dict[str, Any]) -> list[str]:
+    broker = result.get("broker")
+    if not broker:  # results written before the bench said which broker it measured on
+        return []
+    which = (f"started by the bench, JIT options: {broker['jvm_opts']}" if broker["ours"]
+             else "given by SAGA_BOOTSTRAP_SERVERS")
+    said = [f"Broker: {which}."]
+    warm = broker.get("warm_up")
+    if warm:
+        said.append(f"Warm-up (not measured): {warm['paced_sagas']} sagas in "
+                    f"{warm['seconds']:g} s, then {warm['burst_sagas']} at once; the "
+                    f"broker's JIT compilers used {warm['broker_jit_cpu_s']} CPU s.")
+    return [" ".join(said), ""]
 
 
 def _render_parallel_rebuild(r: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -207,9 +207,12 @@ class EmbeddedKafka:
     """Start, stop and inspect the local cluster kept under ``state_dir/kafka``."""
 
     def __init__(self, state_dir: Path, *, base_port: int = 29092,
-                 lib_dir: Path | None = None, progress: Progress | None = None) -> None:
+                 lib_dir: Path | None = None, progress: Progress | None = None,
+                 jvm_opts: Sequence[str] | None = None) -> None:
+        """``jvm_opts`` are the JIT options of the nodes it starts; None: dev_jvm_opts()."""
         self.root = StateLayout(state_dir.resolve()).kafka
         self.base_port = base_port
+        self._jvm_opts = list(dev_jvm_opts() if jvm_opts is None else jvm_opts)
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
         self.lib_dir = lib_dir or cache / "kafka-saga" / f"kafka-{KAFKA_VERSION}" / "libs"
         self._say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -434,7 +437,7 @@ class EmbeddedKafka:
                 raise EmbeddedKafkaError(f"formatting node {node.node_id} failed: {said}")
         log = (node_dir / "server.log").open("ab")
         process = subprocess.Popen(
-            [java, _HEAP, "-Xms128m", *dev_jvm_opts(),
+            [java, _HEAP, "-Xms128m", *self._jvm_opts,
              f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}",
              "-cp", classpath, "kafka.Kafka", str(config)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

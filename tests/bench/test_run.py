@@ -3,7 +3,10 @@ phase's cost is read from /proc (no broker needed)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
+import time
 from typing import Any
 
 from bench import run
@@ -51,3 +54,49 @@ def test_a_phase_cost_is_cpu_per_saga_per_process_and_the_machine_busy_share() -
     cost = usage.spent(sagas=4)
     assert cost["cpu_us_per_saga"]["me"] > 10_000  # ~0.2 s over 4 sagas, at least a bit
     assert 0 < cost["machine_busy"] <= 1
+
+
+def test_the_bench_broker_runs_the_full_jit_unless_told_otherwise(monkeypatch: Any) -> None:
+    monkeypatch.delenv("SAGA_KAFKA_JVM_OPTS", raising=False)
+    assert run.bench_jvm_opts() == []  # the JVM's defaults: C1 and C2, as in production
+    monkeypatch.setenv("SAGA_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1 -Xss1m")
+    assert run.bench_jvm_opts() == ["-XX:TieredStopAtLevel=1", "-Xss1m"]
+
+
+def test_the_jit_cpu_is_read_from_the_threads_named_as_the_jvm_names_its_compilers() -> None:
+    named = threading.Event()
+    done = threading.Event()
+
+    def compiler() -> None:
+        # Linux names a thread in its comm file, the way /proc shows a JVM's threads.
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, b"C2 CompilerThre", 0, 0, 0)  # PR_SET_NAME
+        named.set()
+        deadline = time.monotonic() + 10  # a bound, should the test fail before done
+        while not done.is_set() and time.monotonic() < deadline:
+            sum(range(1000))
+
+    before = run._jit_cpu_s(os.getpid())
+    thread = threading.Thread(target=compiler)
+    thread.start()
+    named.wait(5)
+    time.sleep(0.3)
+    during = run._jit_cpu_s(os.getpid())
+    done.set()
+    thread.join()
+    assert before == 0.0  # no thread of this process had the name before
+    assert during > 0.0
+    assert run._jit_cpu_s(None) == 0.0  # a broker the bench did not start
+
+
+def test_the_results_say_which_broker_and_warm_up_they_were_measured_after() -> None:
+    said = run._render_broker({"broker": {
+        "ours": True, "jvm_opts": "the JVM's defaults (C1 and C2)",
+        "warm_up": {"seconds": 90.0, "paced_sagas": 4500, "rate_per_s": 50.0,
+                    "burst_sagas": 1000, "broker_jit_cpu_s": 31.2}}})
+    assert "JIT options: the JVM's defaults (C1 and C2)" in said[0]
+    assert "4500 sagas in 90 s, then 1000 at once" in said[0]
+    assert "31.2 CPU s" in said[0]
+    assert run._render_broker({"broker": {"ours": False}})[0] == \
+        "Broker: given by SAGA_BOOTSTRAP_SERVERS."
+    assert run._render_broker({}) == []  # older results
