@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from confluent_kafka import KafkaException
 from saga.config import KafkaConnection, Settings
 from saga.engine import events as ev
 from saga.engine.state import SagaState, apply, check_sequence
-from saga.errors import RebuildFailed, SagaError
+from saga.errors import ConfigError, RebuildFailed, SagaError
 from saga.kafka import clients
 from saga.kafka.journal import backlog, read_journal
 from saga.kafka.partitioner import partition_of
@@ -127,11 +128,8 @@ def catch_up_projection(projection: RocksProjection, settings: Settings, topic: 
     workers = (rebuild_workers(settings, topic, fresh, settings.rebuild_workers)
                if len(fresh) > 1 else 1)
     applied = 0
+    remove_stale_shares(projection)
     if workers > 1:
-        # Shares left by a process that was killed mid-way: this instance's folder is
-        # its own (the projection's lock says so), so nobody else is using them.
-        for stale in projection.path.parent.glob(_SCRATCH_PREFIX + "*"):
-            shutil.rmtree(stale, ignore_errors=True)
         applied = _catch_up_in_parallel(projection, settings, topic, fresh, workers, None)
         partitions = [p for p in partitions if p not in fresh]
     return applied + catch_up(projection, settings.kafka, topic, partitions, codec), workers
@@ -176,10 +174,18 @@ def rebuild_projection(settings: Settings, into: Path, *, workers: int | None = 
     """Replay the whole journal into a fresh projection at ``into``: its checksum, saga
     and event counts, the processes that folded it, and per partition its checksum and
     journal offset. ``workers`` (default SAGA_REBUILD_WORKERS; 0: one per CPU core for
-    a journal of PARALLEL_FROM_RECORDS records or more) is capped by the partitions."""
+    a journal of PARALLEL_FROM_RECORDS records or more) is capped by the partitions.
+    ``into`` must be new or empty: folded into anything else, the result would not be a
+    fresh fold (ConfigError)."""
+    if into.exists() and (not into.is_dir() or any(into.iterdir())):
+        raise ConfigError(f"{into} already holds files: a rebuild folds the journal into a "
+                          "fresh projection",
+                          hint="name a new or empty folder, or remove that one (a rebuild "
+                          "that was stopped leaves one behind)")
     topic = settings.topic("saga.journal")
     projection = RocksProjection(into)
     try:
+        remove_stale_shares(projection)
         partitions = clients.partitions_of(settings.kafka, topic)
         count = rebuild_workers(settings, topic, partitions,
                                 settings.rebuild_workers if workers is None else workers)
@@ -219,7 +225,7 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
     shares = [list(partitions[n::workers]) for n in range(workers)]
     total = backlog(settings.kafka, topic, dict.fromkeys(partitions)) if on_progress else 0
     outcomes: queue.Queue[tuple[int, int | SagaError]] = queue.Queue()
-    with tempfile.TemporaryDirectory(prefix=_SCRATCH_PREFIX,
+    with tempfile.TemporaryDirectory(prefix=_scratch_prefix(projection.path),
                                      dir=projection.path.parent) as scratch:
         folds = [_ShareFold(slot, settings, topic, Path(scratch) / f"share-{slot}", share,
                             outcomes) for slot, share in enumerate(shares)]
@@ -250,8 +256,27 @@ def _catch_up_in_parallel(projection: RocksProjection, settings: Settings, topic
     return sum(applied.values())
 
 
-#: The shares of a parallel fold are folders beside the projection named so.
-_SCRATCH_PREFIX = ".rebuild-"
+def _scratch_prefix(projection: Path) -> str:
+    """The shares of a parallel fold are in a folder beside the projection, named after
+    it: ``.<projection>.rebuild-<random>``."""
+    return f".{projection.name}.rebuild-"
+
+
+def remove_stale_shares(projection: RocksProjection) -> list[Path]:
+    """Remove the shares a parallel fold into ``projection`` left when its process was
+    killed mid-way; the folders removed. Only this projection's: while it is open its
+    lock is held, so no live fold is using them, and a fold into another projection of
+    the same folder names its shares after that one."""
+    prefix = _scratch_prefix(projection.path)
+    stale = [path for path in projection.path.parent.glob(prefix + "*")
+             if _RANDOM_SUFFIX.fullmatch(path.name[len(prefix):])]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+#: What tempfile appends to a prefix (its _RandomNameSequence: 8 of [a-z0-9_]).
+_RANDOM_SUFFIX = re.compile(r"[a-z0-9_]{8}")
 #: A worker is a fresh interpreter that imports only this module (multiprocessing's
 #: spawn would import the caller's main module again: the whole CLI, a second more).
 _WORKER = "from saga.coordinator.recovery import fold_share_worker; fold_share_worker()"

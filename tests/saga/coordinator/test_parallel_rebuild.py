@@ -12,7 +12,7 @@ import pytest
 
 from saga.config import Settings
 from saga.coordinator import recovery
-from saga.errors import JournalGap, RebuildFailed
+from saga.errors import ConfigError, JournalGap, RebuildFailed
 from saga.store.projection import RocksProjection
 
 #: A worker that folds nothing but writes a state and an offset per partition it is
@@ -116,3 +116,42 @@ def test_a_negative_worker_count_is_refused() -> None:
         recovery.rebuild_workers(Settings.from_env({}), "saga.journal", [0], -1)
 
 
+
+
+def test_the_shares_a_killed_fold_left_are_removed_and_no_one_elses(tmp_path: Path) -> None:
+    stale = tmp_path / ".projection.rebuild-ab12_d34"
+    (stale / "share-0").mkdir(parents=True)
+    (stale / "share-0" / "000001.sst").write_bytes(b"folded before the kill")
+    others = [tmp_path / ".other.rebuild-ab12cd34",  # a fold into another projection
+              tmp_path / ".projection.rebuild-kept",  # not a name tempfile makes
+              tmp_path / "projection.rebuild-ab12cd34"]  # nor this
+    for path in others:
+        path.mkdir()
+    projection = RocksProjection(tmp_path / "projection")
+    try:
+        assert recovery.remove_stale_shares(projection) == [stale]
+    finally:
+        projection.close()
+    assert not stale.exists()
+    assert all(path.is_dir() for path in others)
+
+
+@pytest.mark.parametrize("holds", ["a file", "a folder with a file"])
+def test_a_rebuild_into_a_folder_that_holds_anything_is_refused(tmp_path: Path,
+                                                                holds: str) -> None:
+    into = tmp_path / "rebuilt"
+    if holds == "a file":
+        into.write_text("mine")
+    else:
+        into.mkdir()
+        (into / "CURRENT").write_text("a projection a stopped rebuild left\n")
+    with pytest.raises(ConfigError) as raised:
+        # no broker is asked: the folder is refused first
+        recovery.rebuild_projection(Settings.from_env({}), into)
+    assert "already holds files" in raised.value.message
+    assert "new or empty folder" in str(raised.value.hint)
+    assert into.exists()  # untouched
+    if holds == "a file":
+        assert into.read_text() == "mine"
+    else:
+        assert (into / "CURRENT").read_text() == "a projection a stopped rebuild left\n"

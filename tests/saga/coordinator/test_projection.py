@@ -53,6 +53,11 @@ def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Setti
         # Folded by two worker processes, each a share of the partitions, the rebuilt
         # projection holds the very keys one process writes: states, histories,
         # reply deadlines, journal offsets.
+        # A parallel rebuild killed mid-way left its shares beside its folder; the next
+        # rebuild into that folder removes them.
+        killed = tmp_path / ".rebuilt-2.rebuild-k1lled00" / "share-0"
+        killed.mkdir(parents=True)
+        (killed / "000007.sst").write_bytes(b"half a share")
         for workers in (1, 2):
             run = run_saga(settings, "rebuild", "--workers", str(workers), "--into",
                            str(tmp_path / f"rebuilt-{workers}"), "--json")
@@ -62,6 +67,13 @@ def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Setti
         serial, parallel = _stored(tmp_path / "rebuilt-1"), _stored(tmp_path / "rebuilt-2")
         assert serial == parallel
         assert any(key.startswith(b"e\x00") for key in serial)  # histories are in it
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["rebuilt-1", "rebuilt-2"]
+        # A folder that holds a projection already is not folded into again.
+        again = run_saga(settings, "rebuild", "--into", str(tmp_path / "rebuilt-1"))
+        assert again.returncode != 0
+        assert "already holds files" in again.stderr
+        assert "new or empty folder" in again.stderr
+        assert _stored(tmp_path / "rebuilt-1") == serial
 
         stack.stop_all()
         projection = StateLayout(settings.state_dir).projection("c1")
@@ -80,7 +92,7 @@ def test_rebuild_equals_live_and_a_deleted_projection_is_rebuilt(settings: Setti
         wait_for(lambda: "journal entries (in 2 worker processes)"
                  in stack.log_tail("coordinator-c1", 50), 60,
                  "the coordinator to say it caught up in two worker processes")
-        assert not list(projection.parent.glob(".rebuild-*"))  # the shares are gone
+        assert not list(projection.parent.glob(f".{projection.name}.rebuild-*"))  # no shares
         live_keys = {k: v for k, v in _stored(projection).items() if k != b"m\x00source"}
         assert live_keys == _stored(tmp_path / "rebuilt-1")  # every key but where it is from
 
