@@ -39,7 +39,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from bench import evolution, scaling, timers, visibility, waiting
+from bench import broker, evolution, scaling, timers, visibility, waiting
 from bench.watch import JournalWatcher, Usage, process_cpu_s
 from saga.config import Settings
 from saga.coordinator.recovery import rebuild_projection
@@ -317,13 +317,6 @@ LIGHT_RATE = 10.0
 WARM_UP_RATE, WARM_UP_BURST = 50.0, 1000
 
 
-def bench_jvm_opts() -> list[str]:
-    """The JIT options of the broker the bench starts: SAGA_KAFKA_JVM_OPTS when set, else
-    the JVM's defaults. At a steady 10 sagas/s a warm broker with C2 took about half the
-    CPU per saga of one with C1 only (bench/results/20261207T090000Z-watcher-and-broker-jit.md)."""
-    return os.environ.get("SAGA_KAFKA_JVM_OPTS", "").split()
-
-
 def warm_up(base: Settings, seconds: float) -> dict[str, Any]:
     """Steady end-to-end load for ``seconds``, then a burst, on a stack of its own, so the
     broker's JIT has compiled the paths the measurements take (transactions of a few
@@ -450,21 +443,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = Settings.from_env()
     broker_pid: int | None = None  # its CPU is counted only when the broker is ours
-    broker: dict[str, Any] = {"ours": not base.bootstrap_servers}
+    measured_on: dict[str, Any] = {"ours": not base.bootstrap_servers}
     if not base.bootstrap_servers:
-        jvm_opts = bench_jvm_opts()
+        jvm_opts = broker.jvm_opts()
         state = EmbeddedKafka(base.state_dir, base_port=base.kafka_port, progress=say,
                               jvm_opts=jvm_opts).start(1)
         base = base.with_(bootstrap_servers=state.bootstrap_servers)
         broker_pid = state.nodes[0].pid
-        broker["jvm_opts"] = " ".join(jvm_opts) or "the JVM's defaults (C1 and C2)"
+        measured_on["jvm_opts"] = " ".join(jvm_opts) or "the JVM's defaults (C1 and C2)"
     if args.warm_up_s:
         say(f"warm-up: {args.warm_up_s:g} s at {WARM_UP_RATE:g} sagas/s, then "
             f"{WARM_UP_BURST} at once (not measured)")
-        jit_before = _jit_cpu_s(broker_pid)
-        broker["warm_up"] = warm_up(base, args.warm_up_s)
-        broker["warm_up"]["broker_jit_cpu_s"] = round(_jit_cpu_s(broker_pid) - jit_before, 2)
-        say(f"  {broker['warm_up']}")
+        jit_before = broker.jit_cpu_s(broker_pid)
+        measured_on["warm_up"] = {**warm_up(base, args.warm_up_s), "broker_jit_cpu_s": round(
+            broker.jit_cpu_s(broker_pid) - jit_before, 2)}
+        say(f"  {measured_on['warm_up']}")
     say(f"ceiling: {args.ceiling_inputs} inputs through a bare transactional loop")
     first = ceiling(base, args.ceiling_inputs)
     say(f"  {first}")
@@ -539,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                                    else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "commit": _commit(),
-        "broker": broker,
+        "broker": measured_on,
         "ceiling": top, "coordinator": coord, "end_to_end": e2e, "rebuild": rebuilt,
         "timer_wheel": wheel, "timer_catch_up": downtime, "scaling": several,
         "visibility": seen, "long_lived": lived, "waiting_memory": memory,
@@ -555,20 +548,6 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.md").write_text(render(result))
     print(render(result))
     return 0
-
-
-def _jit_cpu_s(pid: int | None) -> float:
-    """CPU seconds the JVM's compiler threads in ``pid`` have used (0 when unknown)."""
-    spent = 0.0
-    for task in Path(f"/proc/{pid}/task").glob("*") if pid else ():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:  # the thread ended
-            continue
-        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        if name.startswith(("C1 Compiler", "C2 Compiler")):
-            spent += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return spent
 
 
 def _commit() -> str:
@@ -609,13 +588,13 @@ def render(result: dict[str, Any]) -> str:
 
 
 def _render_broker(result: dict[str, Any]) -> list[str]:
-    broker = result.get("broker")
-    if not broker:  # results written before the bench said which broker it measured on
+    used = result.get("broker")
+    if not used:  # results written before the bench said which broker it measured on
         return []
-    which = (f"started by the bench, JIT options: {broker['jvm_opts']}" if broker["ours"]
+    which = (f"started by the bench, JIT options: {used['jvm_opts']}" if used["ours"]
              else "given by SAGA_BOOTSTRAP_SERVERS")
     said = [f"Broker: {which}."]
-    warm = broker.get("warm_up")
+    warm = used.get("warm_up")
     if warm:
         said.append(f"Warm-up (not measured): {warm['paced_sagas']} sagas in "
                     f"{warm['seconds']:g} s, then {warm['burst_sagas']} at once; the "

@@ -1,5 +1,7 @@
 """kafka-saga in `make bench-peers`: the order saga (services/examples/order.py) on a fresh
-embedded Kafka broker, one coordinator and the five example service processes.
+embedded Kafka broker, one coordinator and the five example service processes. The broker
+runs the JVM's full JIT, warmed up on the workload itself first (JIT_WARM_UP), as a
+production broker is.
 
 Unlike the peers, whose activities run inside their worker, every step here is a
 command to another process over Kafka and a reply back (the five services), each
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import broker
 from bench.peers import common
 from bench.watch import JournalWatcher
 from saga.config import Settings
@@ -35,6 +38,9 @@ BROKER_PORT = 29692
 STOCK = {"sku-1": 10**9, "sku-rare": 0}
 #: Sagas that wait out the assignment and start-up before the common warm-up.
 WARM_UP = 20
+#: Sagas run before the common warm-up so that the broker's C2 compiler has compiled
+#: what it serves, as a production broker's has (bench/broker.py); about a minute here.
+JIT_WARM_UP = 6000
 
 
 def _version() -> str:
@@ -46,7 +52,8 @@ def _version() -> str:
 def run(sagas: int, concurrency: int, work: Path, say: Callable[[str], None]) -> common.PeerResult:
     state_dir = work / "state"
     state_dir.mkdir(parents=True, exist_ok=True)
-    kafka = EmbeddedKafka(state_dir, base_port=BROKER_PORT, progress=say)
+    kafka = EmbeddedKafka(state_dir, base_port=BROKER_PORT, progress=say,
+                          jvm_opts=broker.jvm_opts())
     cluster = kafka.start(1)
     try:
         settings = Settings.from_env().with_(bootstrap_servers=cluster.bootstrap_servers,
@@ -72,14 +79,19 @@ def _measure(stack: Stack, watcher: JournalWatcher, broker_pid: int, sagas: int,
     first = [_send(stack, f"ready-{n}", n) for n in range(WARM_UP)]
     stack.flush()
     watcher.wait_ended(first, 180, say)
+    say(f"the broker's JIT warm-up: {JIT_WARM_UP} sagas, {concurrency} in flight")
+    _keep_in_flight(stack, watcher, "jit", JIT_WARM_UP, concurrency)
     say(f"warm-up: {common.WARM_UP} sagas, {concurrency} in flight")
     _keep_in_flight(stack, watcher, "warm", common.WARM_UP, concurrency)
     pids = {name: p.popen.pid for name, p in stack.processes.items() if p.popen}
     meter = common.CpuMeter({"kafka-broker": broker_pid, **pids})
     say(f"measuring: {sagas} sagas, {concurrency} in flight")
+    compiling = broker.jit_cpu_s(broker_pid)
     meter.start()
     latencies, wall_s = _keep_in_flight(stack, watcher, "order", sagas, concurrency)
     spent = meter.stop()
+    say(f"the broker's JIT compilers used {broker.jit_cpu_s(broker_pid) - compiling:.2f} "
+        "CPU s while it was measured")
     outcomes = _outcomes(stack, sagas)
     return common.PeerResult(
         system="kafka-saga", version=_version(), sagas=sagas, concurrency=concurrency,

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from bench import run
+from bench import broker, run
 from bench.watch import Usage
 from saga.engine.inputs import StartSaga
 
@@ -58,9 +58,9 @@ def test_a_phase_cost_is_cpu_per_saga_per_process_and_the_machine_busy_share() -
 
 def test_the_bench_broker_runs_the_full_jit_unless_told_otherwise(monkeypatch: Any) -> None:
     monkeypatch.delenv("SAGA_KAFKA_JVM_OPTS", raising=False)
-    assert run.bench_jvm_opts() == []  # the JVM's defaults: C1 and C2, as in production
+    assert broker.jvm_opts() == []  # the JVM's defaults: C1 and C2, as in production
     monkeypatch.setenv("SAGA_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1 -Xss1m")
-    assert run.bench_jvm_opts() == ["-XX:TieredStopAtLevel=1", "-Xss1m"]
+    assert broker.jvm_opts() == ["-XX:TieredStopAtLevel=1", "-Xss1m"]
 
 
 def test_the_jit_cpu_is_read_from_the_threads_named_as_the_jvm_names_its_compilers() -> None:
@@ -76,17 +76,17 @@ def test_the_jit_cpu_is_read_from_the_threads_named_as_the_jvm_names_its_compile
         while not done.is_set() and time.monotonic() < deadline:
             sum(range(1000))
 
-    before = run._jit_cpu_s(os.getpid())
+    before = broker.jit_cpu_s(os.getpid())
     thread = threading.Thread(target=compiler)
     thread.start()
     named.wait(5)
     time.sleep(0.3)
-    during = run._jit_cpu_s(os.getpid())
+    during = broker.jit_cpu_s(os.getpid())
     done.set()
     thread.join()
     assert before == 0.0  # no thread of this process had the name before
     assert during > 0.0
-    assert run._jit_cpu_s(None) == 0.0  # a broker the bench did not start
+    assert broker.jit_cpu_s(None) == 0.0  # a broker the bench did not start
 
 
 def test_the_results_say_which_broker_and_warm_up_they_were_measured_after() -> None:
