@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.watch import stat_cpu_s
+
 
 def jvm_opts() -> list[str]:
     """The JIT options of the broker the bench starts: SAGA_KAFKA_JVM_OPTS when set, else
@@ -28,8 +30,6 @@ def jit_cpu_s(pid: int | None) -> float:
             stat = (task / "stat").read_text()
         except OSError:  # the thread ended
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        if name.startswith(("C1 Compiler", "C2 Compiler")):
-            spent += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if stat[stat.index("(") + 1:].startswith(("C1 Compiler", "C2 Compiler")):
+            spent += stat_cpu_s(stat)
     return spent

@@ -320,8 +320,8 @@ WARM_UP_RATE, WARM_UP_BURST = 50.0, 1000
 def warm_up(base: Settings, seconds: float) -> dict[str, Any]:
     """Steady end-to-end load for ``seconds``, then a burst, on a stack of its own, so the
     broker's JIT has compiled the paths the measurements take (transactions of a few
-    records as much as large batches); nothing of it is measured. The CPU the broker's
-    compiler threads spend is reported, to show it has settled."""
+    records as much as large batches); nothing of it is measured. The caller reports
+    the CPU the broker's compiler threads spent meanwhile, to show they have settled."""
     settings = fresh_settings(base, "warm")
     stack = Stack(settings, stock=STOCK)
     stack.start_all(coordinators=["bench"])

@@ -109,9 +109,15 @@ def process_cpu_s(pid: int, *, children: bool = False) -> float:
     ``children``, those of its children it has reaped too."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+            return stat_cpu_s(stat.read(), children=children)
     except FileNotFoundError:
         return 0.0
+
+
+def stat_cpu_s(stat: str, *, children: bool = False) -> float:
+    """User + system CPU seconds in the text of a /proc ``stat`` file (a process's, or
+    one thread's under ``task/``)."""
+    fields = stat.rsplit(")", 1)[1].split()
     used = fields[11:15] if children else fields[11:13]
     return sum(int(ticks) for ticks in used) / os.sysconf("SC_CLK_TCK")
 
