@@ -44,10 +44,10 @@ from bench.watch import JournalWatcher, Usage, process_cpu_s
 from saga.config import Settings
 from saga.coordinator.recovery import rebuild_projection
 from saga.dev.audit import percentile, span_s
-from saga.dev.embedded import EmbeddedKafka
 from saga.dev.stack import Stack
 from saga.engine import events as ev
 from saga.engine.inputs import CommandReply, DeliverSignal, ReplyOutcome, StartSaga
+from saga.errors import SagaError
 from saga.kafka import clients
 from saga.kafka.records import RecordCodec
 from saga.kafka.topics import admin_client, create_topics, load_specs
@@ -445,12 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     broker_pid: int | None = None  # its CPU is counted only when the broker is ours
     measured_on: dict[str, Any] = {"ours": not base.bootstrap_servers}
     if not base.bootstrap_servers:
-        jvm_opts = broker.jvm_opts()
-        state = EmbeddedKafka(base.state_dir, base_port=base.kafka_port, progress=say,
-                              jvm_opts=jvm_opts).start(1)
+        state = broker.start(base.state_dir, base.kafka_port, say)
         base = base.with_(bootstrap_servers=state.bootstrap_servers)
         broker_pid = state.nodes[0].pid
-        measured_on["jvm_opts"] = " ".join(jvm_opts) or "the JVM's defaults (C1 and C2)"
+        measured_on["jvm_opts"] = broker.describe(state.nodes[0].jvm_opts)
     if args.warm_up_s:
         say(f"warm-up: {args.warm_up_s:g} s at {WARM_UP_RATE:g} sagas/s, then "
             f"{WARM_UP_BURST} at once (not measured)")
@@ -733,6 +731,11 @@ def _render_timers(result: dict[str, Any]) -> list[str]:
 if __name__ == "__main__":
     try:
         code = main(sys.argv[1:])
+    except SagaError as exc:  # a setting or the machine: what to do, not a traceback
+        print(f"bench: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        code = 2
     finally:
         delete_made_topics()
     sys.exit(code)

@@ -187,6 +187,9 @@ class Node:
     pid: int = 0
     #: The nodes' own TLS listener (secured clusters only).
     internal_port: int = 0
+    #: The JIT options it was started with; None when started by a build that did not
+    #: record them.
+    jvm_opts: list[str] | None = None
 
 
 @dataclass
@@ -322,6 +325,7 @@ class EmbeddedKafka:
             self._say(f"starting Kafka {KAFKA_VERSION}: {brokers} broker(s)")
             for node in down:
                 node.pid = self._spawn(java, state, node)
+                node.jvm_opts = list(self._jvm_opts)
             self._save(state)
         try:
             wait_for_brokers(state.bootstrap_servers, brokers, timeout_s,

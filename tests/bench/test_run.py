@@ -9,9 +9,13 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from bench import broker, run
 from bench.watch import Usage
+from saga.dev.embedded import ClusterState, Node
 from saga.engine.inputs import StartSaga
+from saga.errors import EmbeddedKafkaError
 
 
 class _Recorder:
@@ -61,6 +65,24 @@ def test_the_bench_broker_runs_the_full_jit_unless_told_otherwise(monkeypatch: A
     assert broker.jvm_opts() == []  # the JVM's defaults: C1 and C2, as in production
     monkeypatch.setenv("SAGA_KAFKA_JVM_OPTS", "-XX:TieredStopAtLevel=1 -Xss1m")
     assert broker.jvm_opts() == ["-XX:TieredStopAtLevel=1", "-Xss1m"]
+
+
+def _running(jvm_opts: list[str] | None) -> ClusterState:
+    return ClusterState("4.1.1", "c", 1, [Node(1, 29092, 29192, pid=1, jvm_opts=jvm_opts)])
+
+
+def test_the_bench_measures_a_running_broker_only_if_it_has_the_asked_jit() -> None:
+    broker.refuse_other_options(_running([]), [])
+    broker.refuse_other_options(_running(["-XX:TieredStopAtLevel=1"]),
+                                ["-XX:TieredStopAtLevel=1"])
+    # `make demo` or `make profile` left a development broker (C1 only) running
+    with pytest.raises(EmbeddedKafkaError) as refused:
+        broker.refuse_other_options(_running(["-XX:TieredStopAtLevel=1"]), [])
+    assert "-XX:TieredStopAtLevel=1" in refused.value.message
+    assert "the JVM's defaults (C1 and C2)" in refused.value.message
+    assert "make kafka-stop" in str(refused.value.hint)
+    with pytest.raises(EmbeddedKafkaError, match="not recorded"):
+        broker.refuse_other_options(_running(None), [])
 
 
 def test_the_jit_cpu_is_read_from_the_threads_named_as_the_jvm_names_its_compilers() -> None:

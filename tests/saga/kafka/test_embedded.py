@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from saga.dev.embedded import dev_jvm_opts
 from tests.kafka_harness import free_base_port
 
 pytestmark = pytest.mark.embedded
@@ -70,6 +71,11 @@ def test_embedded_cluster_starts_serves_and_stops(tmp_path: Path, brokers: int) 
         assert status["running"] is True
         assert status["brokers"] == brokers
         assert len(_pids_alive(status)) == brokers
+        # each node says which JIT it runs (the bench refuses a broker without its own)
+        for node in status["nodes"]:
+            assert node["jvm_opts"] == dev_jvm_opts()
+            started_with = Path(f"/proc/{node['pid']}/cmdline").read_bytes().split(b"\0")
+            assert all(o.encode() in started_with for o in node["jvm_opts"])
 
         again = _saga(tmp_path, port, "kafka", "start", "--brokers", str(brokers))
         assert again.returncode == 0
